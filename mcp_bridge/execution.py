@@ -1,0 +1,259 @@
+"""Run Ansible modules on nodes through ansible-runner and turn its events into results.
+
+Every command the suite runs goes through here: ad-hoc ``ansible.builtin.shell`` (or
+another module) via ``ansible_runner.run`` with the suite's ansible.cfg, in a private
+data folder of its own so concurrent calls never share runner files.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import ansible_runner
+
+from mcp_bridge.paths import REPO_ROOT, jexida_home
+
+HostStatus = Literal["succeeded", "failed", "timeout", "unreachable"]
+
+DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes per stream, head + tail kept
+KEEP_RUNNER_DIRS = 200  # older per-call runner folders are removed
+META_MARKER = "__JEXIDA_META__"
+# Grace the controller gives a run beyond the command's own timeout before it kills Ansible.
+CONTROLLER_GRACE_S = 30
+
+# Runs the user's command on the node. The command arrives base64-encoded (data, never
+# parsed by a shell on either side until the node's bash reads it from a file); its output
+# is spooled to files on the node and only head + tail come back, so neither the network
+# nor the bridge ever holds more than the cap. `timeout` kills the command's whole process
+# group on the node when the time is up.
+_WRAPPER = (Path(__file__).parent / "run_wrapper.sh").read_text()
+
+
+def wrap_command(command: str, timeout_s: int, output_cap: int = DEFAULT_OUTPUT_CAP) -> str:
+    """The node-side script that runs ``command`` with a timeout and capped output."""
+    encoded = base64.b64encode(command.encode()).decode()
+    cap = max(int(output_cap), 64)
+    return (
+        _WRAPPER.replace("@B64@", encoded)
+        .replace("@T@", str(max(int(timeout_s), 0)))
+        .replace("@C@", str(cap))
+        .replace("@H@", str(cap // 2))
+        .replace("@M@", META_MARKER)
+    )
+
+
+@dataclass
+class HostResult:
+    host: str
+    status: HostStatus
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    msg: str = ""
+    truncated: bool = False
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    changed: bool = False
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+@dataclass
+class RunOutcome:
+    hosts: dict[str, HostResult]
+    runner_status: str  # ansible-runner's: successful, failed, timeout, canceled
+    runner_rc: int | None
+    duration_ms: int
+    artifact_dir: str
+
+
+def _ensure_ansible_on_path() -> None:
+    """ansible-runner looks up `ansible` on PATH: make it the one beside this interpreter."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if venv_bin not in path.split(os.pathsep):
+        os.environ["PATH"] = venv_bin + os.pathsep + path
+
+
+def runner_root() -> Path:
+    root = jexida_home() / "runner"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def ansible_envvars(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment every run gets: the suite's ansible.cfg and collections."""
+    env = {
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO_ROOT / ".cache" / "collections"),
+        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        "ANSIBLE_DEPRECATION_WARNINGS": "false",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    if extra:
+        env.update(extra)
+    return env
+
+
+_rotate_lock = threading.Lock()
+
+
+def _rotate_runner_dirs(root: Path, keep: int = KEEP_RUNNER_DIRS) -> None:
+    with _rotate_lock:
+        dirs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in dirs[:-keep] if len(dirs) > keep else []:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# Left out of HostResult.result: the output (kept separately) and the wrapper script echoed back.
+_BULKY_RESULT_KEYS = frozenset(
+    {"stdout", "stderr", "stdout_lines", "stderr_lines", "cmd", "invocation", "exception"}
+)
+
+
+def _host_result(event: str, host: str, res: Mapping[str, Any]) -> HostResult:
+    stdout = str(res.get("stdout", "") or "")
+    stderr = str(res.get("stderr", "") or "")
+    meta: dict[str, Any] = {}
+    marker_at = stderr.rfind(META_MARKER)
+    if marker_at >= 0:
+        try:
+            meta = json.loads(stderr[marker_at + len(META_MARKER):].strip())
+        except json.JSONDecodeError:
+            meta = {}
+        stderr = stderr[:marker_at].rstrip("\n")
+    rc = res.get("rc")
+    rc = int(rc) if isinstance(rc, int) else None
+    if event == "runner_on_unreachable":
+        status: HostStatus = "unreachable"
+    elif meta.get("timed_out"):
+        status = "timeout"
+    elif event == "runner_on_ok" and (rc in (None, 0)):
+        status = "succeeded"
+    else:
+        status = "failed"
+    omitted = "[... jexida: "
+    return HostResult(
+        host=host,
+        status=status,
+        rc=rc,
+        stdout=stdout,
+        stderr=stderr,
+        msg=str(res.get("msg", "") or ""),
+        truncated=omitted in stdout or omitted in stderr,
+        stdout_bytes=int(meta.get("stdout_bytes", len(stdout.encode()))),
+        stderr_bytes=int(meta.get("stderr_bytes", len(stderr.encode()))),
+        changed=bool(res.get("changed", False)),
+        result={k: v for k, v in res.items() if k not in _BULKY_RESULT_KEYS},
+    )
+
+
+def run_module(
+    *,
+    inventory: str | Mapping[str, Any],
+    host_pattern: str,
+    module: str,
+    module_args: str = "",
+    timeout_s: int | None = None,
+    forks: int = 50,
+    envvars: Mapping[str, str] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> RunOutcome:
+    """Run one module ad-hoc on the hosts matching ``host_pattern`` and return per-host results.
+
+    Call it from a worker thread, never from an event loop: it blocks until Ansible ends.
+    """
+    _ensure_ansible_on_path()
+    root = runner_root()
+    ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    private_dir = root / ident
+    private_dir.mkdir(mode=0o700)
+    results: dict[str, HostResult] = {}
+
+    def on_event(event: dict[str, Any]) -> bool:
+        name = event.get("event", "")
+        if name in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
+            data = event.get("event_data", {})
+            host = str(data.get("host", ""))
+            results[host] = _host_result(name, host, data.get("res", {}) or {})
+        return True
+
+    started = time.monotonic()
+    runner = ansible_runner.run(
+        private_data_dir=str(private_dir),
+        ident="run",
+        inventory=dict(inventory) if isinstance(inventory, Mapping) else inventory,
+        host_pattern=host_pattern,
+        module=module,
+        module_args=module_args,
+        forks=forks,
+        envvars=ansible_envvars(envvars),
+        timeout=timeout_s,
+        quiet=True,
+        event_handler=on_event,
+        cancel_callback=cancel,
+        suppress_env_files=True,
+    )
+    duration_ms = int((time.monotonic() - started) * 1000)
+    if runner.status == "timeout":
+        for host, result in results.items():
+            if result.status == "failed":
+                results[host].status = "timeout"
+    _rotate_runner_dirs(root)
+    return RunOutcome(
+        hosts=results,
+        runner_status=str(runner.status),
+        runner_rc=runner.rc,
+        duration_ms=duration_ms,
+        artifact_dir=str(private_dir / "artifacts" / "run"),
+    )
+
+
+def run_shell(
+    *,
+    inventory: str | Mapping[str, Any],
+    host_pattern: str,
+    command: str,
+    timeout_s: int = 300,
+    output_cap: int = DEFAULT_OUTPUT_CAP,
+    envvars: Mapping[str, str] | None = None,
+) -> RunOutcome:
+    """Run a shell command on every host matching the pattern, stopped on the node at ``timeout_s``."""
+    script = wrap_command(command, timeout_s, output_cap)
+    outcome = run_module(
+        inventory=inventory,
+        host_pattern=host_pattern,
+        module="ansible.builtin.shell",
+        module_args=script,
+        timeout_s=timeout_s + CONTROLLER_GRACE_S if timeout_s > 0 else None,
+        envvars=envvars,
+    )
+    return outcome
+
+
+def describe(outcome: RunOutcome) -> str:
+    """A readable one-line-per-host summary."""
+    lines = []
+    for host in sorted(outcome.hosts):
+        result = outcome.hosts[host]
+        detail = result.stdout.strip() or result.msg.strip() or result.stderr.strip()
+        if not detail and "ping" in result.result:
+            detail = str(result.result["ping"])
+        lines.append(f"{host:<20} {result.status:<12} {detail.splitlines()[0] if detail else ''}")
+    return "\n".join(lines)
+
+

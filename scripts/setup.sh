@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Install everything the suite needs on a fresh Debian 12 machine of this kind:
+# system packages, the venv, and the Ansible collections a checkout uses.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(podman runc catatonit debootstrap openssh-client pssh clustershell)
+VENV=.venv
+COLLECTIONS=.cache/collections/ansible_collections
+# containers.podman (molecule's podman driver) comes from the PyPI `ansible` package:
+# Galaxy is not reachable from here.
+ANSIBLE_BUNDLE='ansible>=12,<13'
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing system packages: ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV"
+    python3 -m venv "$VENV"
+fi
+stamp=.cache/pip.stamp
+mkdir -p .cache
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: installing the package and its dev tools into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+fi
+
+# This checkout is the collection jexida.cluster.
+mkdir -p "$COLLECTIONS/jexida"
+ln -sfn ../../../.. "$COLLECTIONS/jexida/cluster"
+
+if [ ! -f "$COLLECTIONS/containers/podman/MANIFEST.json" ]; then
+    echo "setup: extracting containers.podman from the PyPI ansible package"
+    wheels=$(mktemp -d)
+    "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps "$ANSIBLE_BUNDLE" -d "$wheels"
+    "$VENV/bin/python" - "$wheels" "$COLLECTIONS/.." <<'PY'
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("ansible-*.whl"))
+prefix = "ansible_collections/containers/podman/"
+with zipfile.ZipFile(wheel) as zf:
+    zf.extractall(sys.argv[2], [n for n in zf.namelist() if n.startswith(prefix)])
+PY
+    rm -rf "$wheels"
+fi
+echo "setup: ready"
