@@ -51,7 +51,7 @@ IMAGE_PACKAGES: tuple[str, ...] = (
 )
 IMAGE_SUITE = "bookworm"
 # Bump when the recipe below changes: the tag is derived from it, so a stale image is rebuilt.
-IMAGE_RECIPE_VERSION = "3"
+IMAGE_RECIPE_VERSION = "4"
 
 # sshd is started as a daemon (so the role can restart it like on a real server) and the
 # container's main process is `sleep infinity`, which obeys SIGTERM under --init.
@@ -207,6 +207,15 @@ def ensure_image(log: bool = True) -> str:
         (rootfs / "etc" / "ssh" / "sshd_config.d" / "00-fresh-server.conf").write_text(
             SSHD_FRESH_SERVER_CONFIG
         )
+        # sshd restarted from inside an SSH session (as the role's handler does) inherits that
+        # session's loginuid; a container may not change it (no CAP_AUDIT_CONTROL), so a required
+        # pam_loginuid would end every non-root login with exit 254. Real servers restart sshd
+        # from systemd and never hit this.
+        pam_sshd = rootfs / "etc" / "pam.d" / "sshd"
+        pam_sshd.write_text(
+            re.sub(r"^session\s+required\s+pam_loginuid\.so", "session optional pam_loginuid.so",
+                   pam_sshd.read_text(), flags=re.MULTILINE)
+        )
         shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         assert tar.stdout is not None
@@ -226,7 +235,16 @@ def ensure_image(log: bool = True) -> str:
         raise LabError(f"building the node image failed: {stderr}") from exc
     finally:
         shutil.rmtree(build_root, ignore_errors=True)
+    _remove_stale_images(keep=ref)
     return ref
+
+
+def _remove_stale_images(keep: str) -> None:
+    """Drop node images of older recipes (podman refuses while a container still uses one)."""
+    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_NAME, check=False)
+    for ref in listed.split():
+        if ref != keep and ref.startswith(IMAGE_NAME + ":"):
+            podman("rmi", ref, check=False)
 
 
 # --- lab state ----------------------------------------------------------------------------

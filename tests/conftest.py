@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Tests never touch the person's own state folder.
@@ -49,3 +51,52 @@ def ssh_run(status: lab.LabStatus, node: lab.LabNode, command: str, user: str = 
         [*ssh_argv(status, node, user, key), command],
         capture_output=True, text=True, timeout=60, check=False,
     )
+
+
+WORKER_LAB = "pytest-workers"
+# Tags the bootstrap gives each worker node (by position), so routing has something to choose by.
+WORKER_TAGS = (["gpu", "docker"], ["docker"], [])
+
+
+def run_bootstrap(inventory: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook playbooks/bootstrap.yml, as a person runs it from the checkout."""
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), "playbooks/bootstrap.yml", *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=900,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+    )
+
+
+@dataclass
+class WorkerLab:
+    """Lab nodes made into workers by playbooks/bootstrap.yml, and where they are registered."""
+
+    status: lab.LabStatus
+    registry: Path
+    admin_inventory: Path
+    first_run: subprocess.CompletedProcess[str]
+
+    @property
+    def nodes(self) -> list[lab.LabNode]:
+        return self.status.nodes
+
+
+@pytest.fixture(scope="session")
+def worker_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerLab]:
+    """Three fresh nodes bootstrapped in one run, together with a node that does not exist."""
+    status = lab.up(WORKER_LAB, nodes=3)
+    work = tmp_path_factory.mktemp("workers")
+    inventory = yaml.safe_load(Path(status.inventory).read_text())
+    group = inventory["all"]["children"][f"lab_{WORKER_LAB.replace('-', '_')}"]
+    for node, tags in zip(status.nodes, WORKER_TAGS, strict=True):
+        group["hosts"][node.name]["jexida_tags"] = tags
+    inventory["all"]["children"]["ghosts"] = {
+        "hosts": {"ghost-node": {"ansible_host": "127.0.0.250", "ansible_port": 22}},
+        "vars": {"ansible_ssh_common_args": "-o ConnectTimeout=3 -o UserKnownHostsFile=/dev/null"},
+    }
+    admin_inventory = work / "inventory.yml"
+    admin_inventory.write_text(yaml.safe_dump(inventory))
+    registry = work / "nodes.yml"
+    first = run_bootstrap(admin_inventory, "-e", f"jexida_registry={registry}")
+    yield WorkerLab(status=status, registry=registry, admin_inventory=admin_inventory, first_run=first)
+    lab.down(WORKER_LAB)

@@ -1,0 +1,239 @@
+"""Where a command should run: a pure choice among nodes by requirements and load.
+
+Nothing here does I/O. The caller passes each node's view (``active``, its tags, and the
+``jexida_facts`` host var the inventory plugin gathered) and the jobs this bridge has
+started but the facts cannot show yet; the answer says which node, why, and why not the
+others.
+
+Placement is two steps:
+
+1. **Filter.** A node qualifies when it is active, reachable, runs the required OS
+   (``macos``/``osx`` mean ``darwin``; case does not matter), has the required
+   architecture (``aarch64`` = ``arm64``, ``x86_64`` = ``amd64``) and carries every
+   required tag, either as a node tag or as a capability in its facts. Overloaded nodes
+   (``load_group == "overloaded"``) qualify only as a last resort, when nothing else does.
+2. **Score** (lower is better), from the node's fresh facts::
+
+       score = 1.0 * load_per_cpu                      (load_1 / cpus when not given)
+             + 1.0 * (running_jobs + in_flight) / cpus
+             + 0.5 * mem_used_pct / 100
+
+   Load and jobs weigh the same: a job per CPU costs as much as a load of one per CPU.
+   Jobs are counted besides the load because the 1-minute load lags by tens of seconds,
+   so a job that just started (or that this bridge is starting right now, ``in_flight``)
+   would otherwise be invisible and the next command would pile onto the same node.
+   Memory counts half: a full node is a worse place, but memory rarely limits a shell
+   command the way CPU does. Ties go to the node whose name sorts first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "JOBS_WEIGHT",
+    "LOAD_WEIGHT",
+    "MEMORY_WEIGHT",
+    "Candidate",
+    "NodeView",
+    "Requirements",
+    "RoutingDecision",
+    "choose_node",
+    "place_many",
+    "score_node",
+]
+
+LOAD_WEIGHT = 1.0
+JOBS_WEIGHT = 1.0
+MEMORY_WEIGHT = 0.5
+
+_OS_ALIASES = {"macos": "darwin", "osx": "darwin", "mac": "darwin", "macosx": "darwin"}
+_ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
+
+
+@dataclass(frozen=True)
+class Requirements:
+    os: str | None = None
+    arch: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeView:
+    name: str
+    active: bool
+    tags: tuple[str, ...]
+    facts: Mapping[str, Any]
+
+
+@dataclass
+class Candidate:
+    node: str
+    score: float | None  # None when the node was filtered out before scoring
+    excluded: str | None  # why it cannot take the work ("lacks tag gpu"), None when it can
+
+
+@dataclass
+class RoutingDecision:
+    node: str | None
+    reason: str
+    candidates: list[Candidate]
+
+
+def _normal_os(value: str) -> str:
+    lowered = value.strip().lower()
+    return _OS_ALIASES.get(lowered, lowered)
+
+
+def _normal_arch(value: str) -> str:
+    lowered = value.strip().lower()
+    return _ARCH_ALIASES.get(lowered, lowered)
+
+
+def _number(facts: Mapping[str, Any], key: str, default: float = 0.0) -> float:
+    value = facts.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
+def _cpus(facts: Mapping[str, Any]) -> float:
+    return max(_number(facts, "cpus", 1.0), 1.0)
+
+
+def _load_per_cpu(facts: Mapping[str, Any]) -> float:
+    if isinstance(facts.get("load_per_cpu"), int | float):
+        return _number(facts, "load_per_cpu")
+    return _number(facts, "load_1") / _cpus(facts)
+
+
+def _mem_used_pct(facts: Mapping[str, Any]) -> float:
+    if isinstance(facts.get("mem_used_pct"), int | float):
+        return _number(facts, "mem_used_pct")
+    total = _number(facts, "mem_total_mb")
+    if total <= 0:
+        return 0.0
+    return 100.0 * (1.0 - _number(facts, "mem_available_mb", total) / total)
+
+
+def _jobs(node: NodeView, in_flight: Mapping[str, int]) -> int:
+    return int(_number(node.facts, "running_jobs")) + int(in_flight.get(node.name, 0))
+
+
+def score_node(node: NodeView, in_flight: Mapping[str, int]) -> float:
+    """The node's load score (lower is better); see the module docstring for the formula."""
+    facts = node.facts
+    return (
+        LOAD_WEIGHT * _load_per_cpu(facts)
+        + JOBS_WEIGHT * _jobs(node, in_flight) / _cpus(facts)
+        + MEMORY_WEIGHT * _mem_used_pct(facts) / 100.0
+    )
+
+
+def _exclusion(requirements: Requirements, node: NodeView) -> str | None:
+    """Why the node cannot take the work at all, or None. Overload is not decided here."""
+    facts = node.facts
+    if not node.active:
+        return "inactive"
+    if "reachable" not in facts:
+        return "has no facts (never reached)"
+    if not facts.get("reachable"):
+        error = facts.get("error")
+        return f"unreachable ({error})" if error else "unreachable"
+    if requirements.os:
+        wanted = _normal_os(requirements.os)
+        actual = _normal_os(str(facts.get("os") or ""))
+        if actual != wanted:
+            return f"is {actual or 'of unknown OS'}, not {wanted}"
+    if requirements.arch:
+        wanted = _normal_arch(requirements.arch)
+        actual = _normal_arch(str(facts.get("arch") or ""))
+        if actual != wanted:
+            return f"is {actual or 'of unknown architecture'}, not {wanted}"
+    offered = {tag.casefold() for tag in node.tags} | {str(c).casefold() for c in facts.get("capabilities") or ()}
+    missing = [tag for tag in requirements.tags if tag.casefold() not in offered]
+    if missing:
+        return f"lacks tag{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+    return None
+
+
+def _overloaded(node: NodeView) -> bool:
+    return node.facts.get("load_group") == "overloaded"
+
+
+def _describe(node: NodeView, in_flight: Mapping[str, int]) -> str:
+    jobs = _jobs(node, in_flight)
+    return (
+        f"load/cpu {_load_per_cpu(node.facts):.2f}, {jobs} job{'' if jobs == 1 else 's'}, "
+        f"mem {_mem_used_pct(node.facts):.0f}%"
+    )
+
+
+def choose_node(
+    requirements: Requirements,
+    nodes: Sequence[NodeView],
+    in_flight: Mapping[str, int],
+) -> RoutingDecision:
+    """The least loaded node that meets the requirements, with the reason and every candidate."""
+    capable: list[NodeView] = []
+    excluded: list[Candidate] = []
+    for node in nodes:
+        why_not = _exclusion(requirements, node)
+        if why_not is None:
+            capable.append(node)
+        else:
+            excluded.append(Candidate(node.name, None, why_not))
+    excluded.sort(key=lambda candidate: candidate.node)
+
+    if not capable:
+        if not nodes:
+            return RoutingDecision(None, "no node qualifies: no nodes are known", [])
+        details = "; ".join(f"{c.node} {c.excluded}" for c in excluded)
+        return RoutingDecision(None, f"no node qualifies: {details}", excluded)
+
+    scored = sorted(((score_node(n, in_flight), n.name, n) for n in capable), key=lambda item: item[:2])
+    calm = [item for item in scored if not _overloaded(item[2])]
+    held_back = [item for item in scored if _overloaded(item[2])]
+    last_resort = not calm
+    ranked = calm + held_back
+    candidates = [
+        Candidate(name, round(score, 4), None if last_resort or not _overloaded(node) else "overloaded (last resort)")
+        for score, name, node in ranked
+    ]
+    _, chosen_name, chosen = ranked[0]
+    how = _describe(chosen, in_flight)
+    if last_resort:
+        count = len(held_back)
+        reason = (
+            f"all {count} capable node{'s are' if count > 1 else ' is'} overloaded; using the least loaded "
+            f"as a last resort: {how}"
+        )
+    else:
+        base = f"least loaded of {len(calm)} capable nodes" if len(calm) > 1 else f"only capable node of {len(nodes)}"
+        if held_back:
+            base += f" ({len(held_back)} overloaded held back)"
+        reason = f"{base}: {how}"
+    return RoutingDecision(chosen_name, reason, candidates + excluded)
+
+
+def place_many(
+    requirements: Requirements,
+    count: int,
+    nodes: Sequence[NodeView],
+    in_flight: Mapping[str, int],
+) -> list[RoutingDecision]:
+    """Place ``count`` commands one after another by load, each counted before the next.
+
+    Not round robin: each placement adds one job to its node's in-flight count, so equal
+    nodes fill evenly and a node that starts busier (or has fewer CPUs) gets fewer.
+    """
+    if count < 0:
+        raise ValueError(f"count must be 0 or more, not {count}")
+    pending = dict(in_flight)  # the caller's mapping stays untouched
+    decisions: list[RoutingDecision] = []
+    for _ in range(count):
+        decision = choose_node(requirements, nodes, pending)
+        decisions.append(decision)
+        if decision.node is not None:
+            pending[decision.node] = pending.get(decision.node, 0) + 1
+    return decisions

@@ -1,0 +1,337 @@
+# Copyright (c) jexida-cluster team
+# Apache License 2.0 (see the collection's galaxy.yml)
+"""The node registry: the YAML file that lists the worker nodes.
+
+Shared by the ``jexida.cluster.jexida`` inventory plugin (which only reads it), the
+``jexida.cluster.node_registry`` module and the MCP bridge (which write it). The file is::
+
+    ---
+    nodes:
+      - name: gpu1            # required, unique
+        host: gpu1.local      # default: the name
+        port: 22              # default 22
+        user: jexida          # default "jexida"
+        tags: [gpu]           # default []
+        active: true          # default true
+        vars: {}              # extra host vars, default {}
+        fallback_hosts: []    # tried in order when host does not answer, default []
+
+Writers never lose each other's updates: every change re-reads the file under an
+exclusive ``flock`` on ``<path>.lock`` and replaces the file atomically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from typing import Any
+
+import yaml
+
+NODE_KEYS: tuple[str, ...] = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts")
+DEFAULT_USER = "jexida"
+DEFAULT_PORT = 22
+
+# Set from the node's own fields (host/port/user) or by the inventory plugin: a node's
+# `vars` may not set them, so there is one place to look for each.
+RESERVED_VARS: dict[str, str] = {
+    "ansible_host": "set the node's 'host' field instead",
+    "ansible_ssh_host": "set the node's 'host' field instead",
+    "ansible_port": "set the node's 'port' field instead",
+    "ansible_ssh_port": "set the node's 'port' field instead",
+    "ansible_user": "set the node's 'user' field instead",
+    "ansible_ssh_user": "set the node's 'user' field instead",
+    "jexida_tags": "set the node's 'tags' field instead",
+    "jexida_active": "set the node's 'active' field instead",
+    "jexida_facts": "it is filled in by the inventory plugin",
+}
+
+HEADER = (
+    "# jexida node registry: the worker nodes the jexida.cluster.jexida inventory lists.\n"
+    "# Written by jexida.cluster.node_registry and the jexida bridge (atomic, locked).\n"
+    "# Hand edits are fine; comments other than this header are not kept.\n"
+)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RegistryError(ValueError):
+    """The registry file or a node in it is invalid; the message names the file, the field and the fix."""
+
+
+def _type_name(value: Any) -> str:
+    # Plain YAML names: the loader may hand us subclasses (tagged str/int) with odd names.
+    if value is None:
+        return "null"
+    for kind, label in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
+                        (Mapping, "mapping"), (list, "list")):
+        if isinstance(value, kind):
+            return label
+    return type(value).__name__
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value)
+
+
+def normalize_node(raw: Any, where: str) -> dict[str, Any]:
+    """Check one node and fill in defaults; ``where`` prefixes every error ("nodes.yml: node #3 ('gpu1')")."""
+    if not isinstance(raw, Mapping):
+        raise RegistryError(
+            f"{where}: a node must be a mapping with at least 'name', got {_type_name(raw)}; "
+            f"write it as '- name: <node name>'"
+        )
+    unknown = sorted(str(key) for key in raw if key not in NODE_KEYS)
+    if unknown:
+        raise RegistryError(
+            f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+            f"a node has only {', '.join(NODE_KEYS)} (put extra host variables under 'vars')"
+        )
+
+    name = raw.get("name")
+    if name is None:
+        raise RegistryError(f"{where}: 'name' is required; add 'name: <node name>' to the entry")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise RegistryError(
+            f"{where}: 'name' must be a non-empty string of letters, digits, '_', '-' or '.', "
+            f"got {_type_name(name)} {name!r}"
+        )
+
+    host = raw.get("host", name)
+    if host is None:
+        host = name
+    if not isinstance(host, str) or not host.strip() or any(ch.isspace() for ch in host):
+        raise RegistryError(f"{where}: 'host' must be a host name or address, got {_type_name(host)} {host!r}")
+
+    port = raw.get("port", DEFAULT_PORT)
+    if port is None:
+        port = DEFAULT_PORT
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise RegistryError(f"{where}: 'port' must be an integer from 1 to 65535, got {_type_name(port)} {port!r}")
+
+    user = raw.get("user", DEFAULT_USER)
+    if user is None:
+        user = DEFAULT_USER
+    if not isinstance(user, str) or not user.strip() or any(ch.isspace() for ch in user):
+        raise RegistryError(f"{where}: 'user' must be a user name, got {_type_name(user)} {user!r}")
+
+    tags = raw.get("tags", [])
+    if tags is None:
+        tags = []
+    if not _is_str_list(tags):
+        got = _type_name(tags) if not isinstance(tags, list) else "a list with " + ", ".join(
+            sorted({_type_name(t) for t in tags if not isinstance(t, str)}) or ["an empty string"])
+        raise RegistryError(
+            f"{where}: 'tags' must be a list of strings, got {got}; write it as 'tags: [gpu, fast]'"
+        )
+
+    active = raw.get("active", True)
+    if active is None:
+        active = True
+    if not isinstance(active, bool):
+        raise RegistryError(f"{where}: 'active' must be true or false, got {_type_name(active)} {active!r}")
+
+    host_vars = raw.get("vars", {})
+    if host_vars is None:
+        host_vars = {}
+    if not isinstance(host_vars, Mapping):
+        raise RegistryError(
+            f"{where}: 'vars' must be a mapping of host variables, got {_type_name(host_vars)}; "
+            f"write it as 'vars: {{ansible_python_interpreter: /usr/bin/python3}}'"
+        )
+    for key in host_vars:
+        if not isinstance(key, str) or not _VAR_RE.match(key):
+            raise RegistryError(f"{where}: 'vars' key {key!r} is not a valid variable name")
+        if key in RESERVED_VARS:
+            raise RegistryError(f"{where}: 'vars' may not set {key}: {RESERVED_VARS[key]}")
+
+    fallbacks = raw.get("fallback_hosts", [])
+    if fallbacks is None:
+        fallbacks = []
+    if not _is_str_list(fallbacks) or any(any(ch.isspace() for ch in h) for h in fallbacks):
+        raise RegistryError(
+            f"{where}: 'fallback_hosts' must be a list of host names or addresses, got {_type_name(fallbacks)}; "
+            f"write it as 'fallback_hosts: [192.0.2.7]'"
+        )
+
+    # Keep the loader's own string objects (they may carry Ansible's trust tags).
+    return {
+        "name": name,
+        "host": host,
+        "port": int(port),
+        "user": user,
+        "tags": list(dict.fromkeys(tags)),
+        "active": active,
+        "vars": dict(host_vars),
+        "fallback_hosts": list(fallbacks),
+    }
+
+
+def _where(source: str, index: int, raw: Any) -> str:
+    name = raw.get("name") if isinstance(raw, Mapping) else None
+    label = f" ({name!r})" if isinstance(name, str) else ""
+    return f"{source}: node #{index}{label}"
+
+
+def validate_nodes(raw_list: Any, source: str) -> list[dict[str, Any]]:
+    """Check a list of raw nodes (numbered from 1 in messages); names must be unique."""
+    if raw_list is None:
+        return []
+    if not isinstance(raw_list, list):
+        raise RegistryError(
+            f"{source}: 'nodes' must be a list of nodes, got {_type_name(raw_list)}; "
+            f"write it as 'nodes:' followed by '- name: ...' entries"
+        )
+    nodes: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(raw_list, start=1):
+        node = normalize_node(raw, _where(source, index, raw))
+        if node["name"] in seen:
+            raise RegistryError(
+                f"{_where(source, index, raw)}: duplicate name, node #{seen[node['name']]} has it too; "
+                f"names must be unique: rename or remove one of them"
+            )
+        seen[node["name"]] = index
+        nodes.append(node)
+    return nodes
+
+
+def validate_document(document: Any, source: str) -> list[dict[str, Any]]:
+    """Check a parsed registry file (a mapping with a 'nodes' list; empty means no nodes)."""
+    if document is None:
+        return []
+    if not isinstance(document, Mapping):
+        raise RegistryError(
+            f"{source}: a node registry must be a mapping with a 'nodes' list, got {_type_name(document)}"
+        )
+    unknown = sorted(str(key) for key in document if key != "nodes")
+    if unknown:
+        raise RegistryError(
+            f"{source}: unknown top-level key(s) {', '.join(repr(k) for k in unknown)}; only 'nodes' is allowed"
+        )
+    return validate_nodes(document.get("nodes"), source)
+
+
+def _read(path: str) -> list[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read the node registry: {exc.strerror}") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{path}: malformed YAML: {' '.join(str(exc).split())}; fix the file's syntax") from exc
+    return validate_document(document, path)
+
+
+def load_registry(path: str) -> list[dict[str, Any]]:
+    """The nodes in the registry at ``path``, checked and with defaults; a missing or empty file has none."""
+    return _read(os.fspath(path))
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    # Indent list items under their key, as yamllint's default config wants.
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def dump_registry(nodes: list[dict[str, Any]]) -> str:
+    """The registry file's text for ``nodes`` (header, document start, one entry per node)."""
+    plain = [{key: node[key] for key in NODE_KEYS} for node in nodes]
+    body = yaml.dump({"nodes": plain}, Dumper=_IndentedDumper, sort_keys=False,
+                     default_flow_style=False, allow_unicode=True)
+    return HEADER + "---\n" + body
+
+
+@contextmanager
+def _locked(path: str) -> Iterator[None]:
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    # A separate lock file: the registry itself is replaced on every write, so a lock
+    # on it would be held on an unlinked inode.
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def _guard(path: str, dry_run: bool) -> AbstractContextManager[None]:
+    # Check mode only reads: it must not create folders or lock files.
+    return nullcontext() if dry_run else _locked(path)
+
+
+def _atomic_write(path: str, text: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    # The rename itself must reach the disk too.
+    dir_fd = os.open(parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def upsert_node(path: str, node: Mapping[str, Any], *, dry_run: bool = False) -> tuple[bool, dict[str, Any]]:
+    """Add the node, or update the one with its name; return (changed, the node as stored).
+
+    Keys of ``node`` that are missing (or None) keep the stored value, or take the default
+    for a new node. With ``dry_run`` nothing is written (check mode).
+    """
+    path = os.fspath(path)
+    name = node.get("name")
+    given = {key: value for key, value in node.items() if value is not None}
+    with _guard(path, dry_run):
+        nodes = _read(path)
+        index = next((i for i, current in enumerate(nodes) if current["name"] == name), None)
+        merged = {**(nodes[index] if index is not None else {}), **given}
+        where = f"{path}: node {name!r}" if isinstance(name, str) else f"{path}: new node"
+        updated = normalize_node(merged, where)
+        if index is not None and nodes[index] == updated:
+            return False, updated
+        if index is None:
+            nodes.append(updated)
+        else:
+            nodes[index] = updated
+        if not dry_run:
+            _atomic_write(path, dump_registry(nodes))
+        return True, updated
+
+
+def remove_node(path: str, name: str, *, dry_run: bool = False) -> bool:
+    """Remove the node called ``name``; True when it was there."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return False  # nothing to remove, and no reason to create folders or a lock file
+    with _guard(path, dry_run):
+        nodes = _read(path)
+        kept = [node for node in nodes if node["name"] != name]
+        if len(kept) == len(nodes):
+            return False
+        if not dry_run:
+            _atomic_write(path, dump_registry(kept))
+        return True
