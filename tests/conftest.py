@@ -32,9 +32,9 @@ def test_lab() -> Iterator[lab.LabStatus]:
 
 
 def ssh_argv(status: lab.LabStatus, node: lab.LabNode, user: str = "root",
-             key: str | None = None) -> list[str]:
+             key: str | None = None, extra: list[str] | None = None) -> list[str]:
     return [
-        "ssh", "-i", key or status.admin_key,
+        "ssh", *(extra or []), "-i", key or status.admin_key,
         "-o", f"UserKnownHostsFile={status.known_hosts}",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "BatchMode=yes",
@@ -45,10 +45,10 @@ def ssh_argv(status: lab.LabStatus, node: lab.LabNode, user: str = "root",
 
 
 def ssh_run(status: lab.LabStatus, node: lab.LabNode, command: str, user: str = "root",
-            key: str | None = None) -> subprocess.CompletedProcess[str]:
+            key: str | None = None, extra: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command on a node over real SSH, as a person would."""
     return subprocess.run(
-        [*ssh_argv(status, node, user, key), command],
+        [*ssh_argv(status, node, user, key, extra), command],
         capture_output=True, text=True, timeout=60, check=False,
     )
 
@@ -65,6 +65,13 @@ def run_bootstrap(inventory: Path | str, *args: str) -> subprocess.CompletedProc
         cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=900,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
     )
+
+
+def controller_key() -> str:
+    """The controller's private key that the bootstrap playbook made (in JEXIDA_HOME)."""
+    from mcp_bridge.paths import jexida_home
+
+    return str(jexida_home() / "controller_ed25519")
 
 
 @dataclass
@@ -100,3 +107,27 @@ def worker_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerLab]:
     first = run_bootstrap(admin_inventory, "-e", f"jexida_registry={registry}")
     yield WorkerLab(status=status, registry=registry, admin_inventory=admin_inventory, first_run=first)
     lab.down(WORKER_LAB)
+
+
+def write_jexida_config(path: Path, registry: Path, **options: object) -> Path:
+    """An inventory config for the jexida plugin over ``registry``.
+
+    Lab nodes share this machine's load average, so tests that are not about thresholds
+    raise the overload edges: a busy test machine must not make nodes unavailable.
+    """
+    config: dict[str, object] = {
+        "plugin": "jexida.cluster.jexida",
+        "nodes_file": str(registry),
+        "thresholds": {"overloaded_mem_pct": 99, "overloaded_load_per_cpu": 1000, "busy_load_per_cpu": 500,
+                       "idle_load_per_cpu": 400},
+        "connect_timeout": 3,
+    }
+    config.update(options)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def ansible_cli(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """Run an Ansible command from the checkout, as a person would."""
+    return subprocess.run(list(argv), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+                          check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
