@@ -7,11 +7,16 @@ import json
 import sys
 from collections.abc import Sequence
 
-from mcp_bridge import lab
+from mcp_bridge import lab, models
+from mcp_bridge.core import BridgeConfig, BridgeError, Cluster
+from mcp_bridge.nodes import NodeError
 
 # Exit codes for outcomes that are not the remote command's own rc.
 EXIT_USAGE = 2
 EXIT_ERROR = 3
+EXIT_REJECTED = 126  # the policy refused the command (like a shell's "cannot execute")
+EXIT_UNREACHABLE = 125  # no node could run it
+EXIT_TIMEOUT = 124  # like timeout(1)
 
 
 def _print_json(data: object) -> None:
@@ -60,6 +65,152 @@ def cmd_lab(args: argparse.Namespace) -> int:
     raise AssertionError(args.lab_command)
 
 
+# --- cluster commands -------------------------------------------------------------------
+
+
+def _cluster(args: argparse.Namespace) -> Cluster:
+    return Cluster(BridgeConfig.from_env(args.inventory, face="cli"))
+
+
+def _exit_code(result: models.CommandResult) -> int:
+    if result.status == "rejected":
+        return EXIT_REJECTED
+    if result.status == "unreachable":
+        return EXIT_UNREACHABLE
+    if result.status == "timeout":
+        return EXIT_TIMEOUT
+    return result.rc if result.rc is not None else EXIT_ERROR
+
+
+def _show_result(result: models.CommandResult, as_json: bool, header: bool = False) -> int:
+    if as_json:
+        _print_json(result.model_dump())
+        return _exit_code(result)
+    if header:
+        print(f"== {result.node or '-'}: {result.status} (rc={result.rc})")
+    if result.stdout:
+        sys.stdout.write(result.stdout if result.stdout.endswith("\n") else result.stdout + "\n")
+    if result.stderr:
+        sys.stderr.write(result.stderr if result.stderr.endswith("\n") else result.stderr + "\n")
+    if result.status != "succeeded" or not header:
+        where = f" on {result.node}" if result.node else ""
+        note = f": {result.message}" if result.message else ""
+        rule = f" [rule {result.rule}]" if result.rule else ""
+        print(f"jexida: {result.status}{where} rc={result.rc} in {result.duration_ms} ms{rule}{note}", file=sys.stderr)
+        if result.routing and not header:
+            print(f"jexida: routing: {result.routing.reason}", file=sys.stderr)
+    return _exit_code(result)
+
+
+def _tags(value: str | None) -> list[str]:
+    return [t.strip() for t in (value or "").split(",") if t.strip()]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    if args.node:
+        result = cluster.offload(args.cmd, args.node, args.timeout)
+    else:
+        result = cluster.run(args.cmd, args.os, args.arch, _tags(args.tags), args.timeout)
+    return _show_result(result, args.json)
+
+
+def cmd_broadcast(args: argparse.Namespace) -> int:
+    outcome = _cluster(args).broadcast(args.cmd, args.pattern, args.timeout)
+    if args.json:
+        _print_json(outcome.model_dump())
+    else:
+        for result in outcome.results:
+            _show_result(result, False, header=True)
+        print(f"jexida: {outcome.succeeded} succeeded, {outcome.failed} failed on {len(outcome.matched)} node(s)",
+              file=sys.stderr)
+    return 0 if outcome.failed == 0 else 1
+
+
+def _node_rows(nodes: list[models.NodeInfo]) -> list[tuple[object, ...]]:
+    rows = []
+    for n in nodes:
+        f = n.facts
+        load = f"{f.load_1:.2f}/{f.cpus}" if f.load_1 is not None and f.cpus else "-"
+        mem = f"{f.mem_used_pct:.0f}%" if f.mem_used_pct is not None else "-"
+        rows.append((n.name, f"{n.host}:{n.port}", n.user, ",".join(n.tags) or "-", n.health,
+                     f.load_group or "-", load, mem, (f.running_jobs or 0) + n.jobs_in_flight))
+    return rows
+
+
+NODE_HEADERS = ("NODE", "ADDRESS", "USER", "TAGS", "HEALTH", "LOAD GROUP", "LOAD/CPUS", "MEM", "JOBS")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _cluster(args).status(fresh=True)
+    if args.json:
+        _print_json(status.model_dump())
+        return 0
+    _print_table(NODE_HEADERS, _node_rows(status.nodes))
+    print(f"\n{status.total} node(s): {status.available} available, {status.overloaded} overloaded, "
+          f"{status.unreachable} unreachable, {status.inactive} inactive; {status.jobs_in_flight} in flight")
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    if args.nodes_command == "list":
+        nodes = cluster.list_nodes(active_only=not args.all, tag=args.tag)
+        if args.json:
+            _print_json([n.model_dump() for n in nodes])
+        else:
+            _print_table(NODE_HEADERS, _node_rows(nodes))
+        return 0
+    if args.nodes_command == "show":
+        _print_json(cluster.get_node(args.name).model_dump())
+        return 0
+    if args.nodes_command == "check":
+        check = cluster.check_node(args.name, detailed=args.detailed)
+        if args.json:
+            _print_json(check.model_dump())
+        else:
+            state = "reachable" if check.reachable else f"UNREACHABLE: {check.error}"
+            print(f"{check.name}: {state}, {check.latency_ms} ms")
+            if args.detailed and check.reachable:
+                print(f"  python {check.python_version}, disk free {check.disk_free_mb} MB, memory "
+                      f"{check.mem_available_mb}/{check.mem_total_mb} MB available, job dirs "
+                      f"{'writable' if check.job_dirs_writable else 'NOT writable: ' + check.detail}")
+        return 0 if check.reachable and check.job_dirs_writable is not False else 1
+    if args.nodes_command == "add":
+        registered = cluster.register_node(args.name, args.host, args.user, args.port, _tags(args.tags),
+                                           not args.inactive)
+        if args.json:
+            _print_json(registered.model_dump())
+        else:
+            verb = "added" if registered.created else ("updated" if registered.changed else "unchanged")
+            print(f"{registered.name}: {verb} in {registered.registry}")
+        return 0
+    if args.nodes_command == "remove":
+        cluster.remove_node(args.name)
+        print(f"{args.name}: removed from {cluster.registry_path()}")
+        return 0
+    raise AssertionError(args.nodes_command)
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    result = _cluster(args).provision(args.name, dry_run=not args.apply)
+    if args.json:
+        _print_json(result.model_dump())
+    else:
+        for task in result.tasks:
+            print(f"{task.status:<12} {task.task}" + (f": {task.message}" if task.status == "failed" else ""))
+        print(f"{result.name}: {'ok' if result.ok else 'FAILED'} ({'dry run' if result.dry_run else 'applied'}) "
+              f"{result.message}")
+    return 0 if result.ok else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mcp_bridge.server import serve
+
+    serve(args.inventory, http=args.http, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jexida", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +233,60 @@ def build_parser() -> argparse.ArgumentParser:
                 help="first loopback address to publish sshd on (default 127.0.0.11)",
             )
     lab_parser.set_defaults(func=cmd_lab)
+
+    def with_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--inventory", help="inventory config (default: $JEXIDA_INVENTORY or the repo's inventory/)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    run = with_common(sub.add_parser("run", help="run a command on the best node (or --node)"))
+    run.add_argument("cmd", help="the shell command")
+    run.add_argument("--node", help="run on this node instead of routing")
+    run.add_argument("--tags", help="required tags, comma-separated")
+    run.add_argument("--os", help="required OS (linux, darwin)")
+    run.add_argument("--arch", help="required architecture (x86_64, aarch64)")
+    run.add_argument("--timeout", type=int, default=300, help="seconds before the command is killed on the node")
+    run.set_defaults(func=cmd_run)
+
+    broadcast = with_common(sub.add_parser("broadcast", help="run on every node matching a host pattern"))
+    broadcast.add_argument("pattern", help="Ansible host pattern, e.g. 'tag_gpu:&available'")
+    broadcast.add_argument("cmd", help="the shell command")
+    broadcast.add_argument("--timeout", type=int, default=300)
+    broadcast.set_defaults(func=cmd_broadcast)
+
+    status = with_common(sub.add_parser("status", help="every node with fresh facts"))
+    status.set_defaults(func=cmd_status)
+
+    nodes = sub.add_parser("nodes", help="the node registry")
+    nodes_sub = nodes.add_subparsers(dest="nodes_command", required=True)
+    listing = with_common(nodes_sub.add_parser("list", help="list nodes"))
+    listing.add_argument("--all", action="store_true", help="include inactive nodes")
+    listing.add_argument("--tag", help="only nodes with this tag")
+    with_common(nodes_sub.add_parser("show", help="one node")).add_argument("name")
+    check = with_common(nodes_sub.add_parser("check", help="probe a node now"))
+    check.add_argument("name")
+    check.add_argument("--detailed", action="store_true", help="also python, disk, memory, job dirs")
+    add = with_common(nodes_sub.add_parser("add", help="add or update a node in the registry"))
+    add.add_argument("name")
+    add.add_argument("host")
+    add.add_argument("--user", default="jexida")
+    add.add_argument("--port", type=int, default=22)
+    add.add_argument("--tags", help="comma-separated")
+    add.add_argument("--inactive", action="store_true")
+    with_common(nodes_sub.add_parser("remove", help="remove a node from the registry")).add_argument("name")
+    nodes.set_defaults(func=cmd_nodes)
+
+    provision = with_common(sub.add_parser("provision", help="run playbooks/bootstrap.yml for a registered node"))
+    provision.add_argument("name")
+    provision.add_argument("--apply", action="store_true", help="change the node (default: check mode)")
+    provision.set_defaults(func=cmd_provision)
+
+    serve = sub.add_parser("serve", help="the MCP server (stdio, or streamable HTTP with --http)")
+    serve.add_argument("--inventory", help="inventory config (default: $JEXIDA_INVENTORY or the repo's inventory/)")
+    serve.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -90,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except lab.LabError as exc:
+    except (lab.LabError, BridgeError, NodeError) as exc:
         print(f"jexida: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -1,0 +1,412 @@
+"""The bridge's core: every face (MCP server, CLI) calls these methods, nothing else.
+
+Policy first, then placement (the pure routing function over the inventory's facts and
+the commands this bridge has in flight), then execution through ansible-runner, then the
+audit line. Methods block: the MCP server calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcp_bridge import execution, models, routing
+from mcp_bridge.audit import AuditLog
+from mcp_bridge.nodes import Node, NodeDirectory, NodeError, init_ansible, runner_inventory
+from mcp_bridge.paths import REPO_ROOT, jexida_home
+from mcp_bridge.policy import CommandPolicy
+
+DEFAULT_INVENTORY = REPO_ROOT / "inventory" / "controller.jexida.yml"
+BOOTSTRAP_PLAYBOOK = REPO_ROOT / "playbooks" / "bootstrap.yml"
+MAX_PARALLEL_RUNS = 16  # concurrent ansible-runner processes one bridge starts
+
+
+class BridgeError(ValueError):
+    """Bad input from the caller: the message says what was wrong and what to do."""
+
+
+@dataclass
+class BridgeConfig:
+    inventory: str
+    home: Path
+    policy_file: Path | None
+    output_cap: int = execution.DEFAULT_OUTPUT_CAP
+    facts_ttl_s: float = 15.0
+    face: str = "cli"
+    caller: str | None = None
+
+    @classmethod
+    def from_env(cls, inventory: str | None = None, face: str = "cli") -> BridgeConfig:
+        """--inventory, else JEXIDA_INVENTORY, else the repo's inventory/ (the controller only)."""
+        home = jexida_home()
+        source = inventory or os.environ.get("JEXIDA_INVENTORY") or str(DEFAULT_INVENTORY)
+        source_path = Path(source).expanduser()
+        if source_path.is_dir():
+            configs = sorted(source_path.glob("*.jexida.y*ml"))
+            if not configs:
+                raise BridgeError(f"no *.jexida.yml inventory config in {source_path}")
+            source_path = configs[0]
+        if not source_path.exists():
+            raise BridgeError(f"inventory {source_path} does not exist: pass --inventory or set JEXIDA_INVENTORY")
+        policy = os.environ.get("JEXIDA_POLICY")
+        policy_path = Path(policy).expanduser() if policy else home / "policy.yml"
+        return cls(
+            inventory=str(source_path.resolve()),
+            home=home,
+            policy_file=policy_path if policy_path.exists() or policy else None,
+            output_cap=int(os.environ.get("JEXIDA_OUTPUT_CAP", execution.DEFAULT_OUTPUT_CAP)),
+            facts_ttl_s=float(os.environ.get("JEXIDA_FACTS_TTL", 15)),
+            face=face,
+        )
+
+
+@dataclass
+class InFlight:
+    """Commands this bridge is running, per node: routing counts them before any probe can."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def hold(self, *nodes: str) -> Iterator[None]:
+        with self.lock:
+            for node in nodes:
+                self.counts[node] += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                for node in nodes:
+                    self.counts[node] -= 1
+                    if self.counts[node] <= 0:
+                        del self.counts[node]
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.counts)
+
+
+def _node_view(node: Node) -> routing.NodeView:
+    return routing.NodeView(name=node.name, active=node.active, tags=tuple(node.tags), facts=node.facts)
+
+
+def _routing_model(decision: routing.RoutingDecision) -> models.Routing:
+    return models.Routing(
+        chosen=decision.node,
+        reason=decision.reason,
+        candidates=[models.Candidate(node=c.node, score=c.score, excluded=c.excluded) for c in decision.candidates],
+    )
+
+
+class Cluster:
+    """One bridge: nodes, policy, execution and audit, shared by all faces."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self.config = config
+        self.directory = NodeDirectory(config.inventory, ttl_s=config.facts_ttl_s)
+        self.policy = CommandPolicy.from_file(config.policy_file)
+        self.audit = AuditLog(config.home / "audit.jsonl")
+        self.in_flight = InFlight()
+        self._runs = threading.BoundedSemaphore(MAX_PARALLEL_RUNS)
+        init_ansible()
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _audit(self, action: str, **fields: Any) -> None:
+        self.audit.append(face=self.config.face, caller=self.config.caller, action=action, **fields)
+
+    def _check_timeout(self, timeout_s: int) -> int:
+        if not 1 <= int(timeout_s) <= 7 * 24 * 3600:
+            raise BridgeError(f"timeout_s must be between 1 and 604800 seconds, got {timeout_s}")
+        return int(timeout_s)
+
+    def _rejected(self, command: str) -> models.CommandResult | None:
+        if not command.strip():
+            raise BridgeError("the command is empty: pass the shell command to run")
+        decision = self.policy.check(command)
+        if decision.allowed:
+            return None
+        self._audit("command", command=command, decision=f"rejected:{decision.rule}")
+        return models.CommandResult(
+            command=command, ok=False, status="rejected", rule=decision.rule, message=decision.reason,
+        )
+
+    def _execute(self, node: Node, command: str, timeout_s: int,
+                 routing_info: models.Routing | None = None) -> models.CommandResult:
+        """Run one command on one node through ansible-runner and turn the outcome into a result."""
+        with self._runs, self.in_flight.hold(node.name):
+            outcome = execution.run_shell(
+                inventory=runner_inventory([node]), host_pattern=node.name, command=command,
+                timeout_s=timeout_s, output_cap=self.config.output_cap,
+            )
+        result = outcome.hosts.get(node.name)
+        if result is None:  # Ansible ended before the host reported (killed, bad inventory)
+            status = "timeout" if outcome.runner_status == "timeout" else "failed"
+            message = f"ansible-runner ended with status {outcome.runner_status} and no result for {node.name}"
+            return models.CommandResult(node=node.name, command=command, ok=False, status=status,
+                                        duration_ms=outcome.duration_ms, message=message, routing=routing_info)
+        message = ""
+        if result.status == "unreachable":
+            message = f"{node.name} is unreachable: {result.msg.strip()}"
+            self.directory.mark_unreachable(node.name, result.msg.strip())
+        elif result.status == "timeout":
+            message = f"stopped on {node.name} after {timeout_s}s (timeout_s): the process was killed on the node"
+        elif result.status == "failed" and result.rc is None:
+            message = result.msg.strip()
+        return models.CommandResult(
+            node=node.name, command=command, rc=result.rc, ok=result.status == "succeeded",
+            status=result.status, stdout=result.stdout, stderr=result.stderr, duration_ms=outcome.duration_ms,
+            truncated=result.truncated, stdout_bytes=result.stdout_bytes, stderr_bytes=result.stderr_bytes,
+            message=message, routing=routing_info,
+        )
+
+    def _log_result(self, result: models.CommandResult, action: str = "command") -> models.CommandResult:
+        self._audit(action, command=result.command, nodes=[result.node] if result.node else [],
+                    decision="allowed", rc=result.rc, status=result.status)
+        return result
+
+    def _views(self) -> list[routing.NodeView]:
+        return [_node_view(n) for n in self.directory.snapshot().nodes.values()]
+
+    # --- commands -----------------------------------------------------------------------
+
+    def run(self, command: str, requires_os: str | None = None, requires_arch: str | None = None,
+            requires_tags: Sequence[str] = (), timeout_s: int = 300) -> models.CommandResult:
+        """Route to the best capable node and run; one retry elsewhere if the node is unreachable."""
+        timeout_s = self._check_timeout(timeout_s)
+        rejected = self._rejected(command)
+        if rejected:
+            return rejected
+        requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
+        tried: list[str] = []
+        while True:
+            decision = routing.choose_node(requirements, self._views(), self.in_flight.snapshot())
+            info = _routing_model(decision)
+            if tried:
+                info.reason = f"{info.reason} (after {', '.join(tried)} turned out unreachable)"
+            if decision.node is None:
+                result = models.CommandResult(command=command, ok=False, status="unreachable",
+                                              message=decision.reason, routing=info)
+                return self._log_result(result)
+            result = self._execute(self.directory.get(decision.node), command, timeout_s, info)
+            if result.status != "unreachable" or len(tried) >= 1:
+                return self._log_result(result)
+            tried.append(decision.node)
+
+    def offload(self, command: str, node_name: str, timeout_s: int = 300) -> models.CommandResult:
+        """Run on a named node (it must exist; an unreachable one reports so)."""
+        timeout_s = self._check_timeout(timeout_s)
+        node = self.directory.get(node_name)
+        rejected = self._rejected(command)
+        if rejected:
+            rejected.node = node_name
+            return rejected
+        info = models.Routing(chosen=node.name, reason=f"named by the caller ({node.health})")
+        if not node.active:
+            result = models.CommandResult(node=node.name, command=command, ok=False, status="unreachable",
+                                          message=f"{node.name} is inactive in the registry: activate it first",
+                                          routing=info)
+            return self._log_result(result)
+        return self._log_result(self._execute(node, command, timeout_s, info))
+
+    def parallel(self, commands: Sequence[str], requires_os: str | None = None, requires_arch: str | None = None,
+                 requires_tags: Sequence[str] = (), timeout_s: int = 300) -> models.ParallelResult:
+        """Run all commands at once, placed by load; a rejected command fails alone."""
+        timeout_s = self._check_timeout(timeout_s)
+        if not commands:
+            raise BridgeError("commands is empty: pass at least one command")
+        started = time.monotonic()
+        results: list[models.CommandResult | None] = [None] * len(commands)
+        runnable: list[int] = []
+        for index, command in enumerate(commands):
+            rejected = self._rejected(command)
+            if rejected:
+                results[index] = rejected
+            else:
+                runnable.append(index)
+        requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
+        placements = routing.place_many(requirements, len(runnable), self._views(), self.in_flight.snapshot())
+        jobs: list[tuple[int, Node | None, models.Routing]] = []
+        for index, decision in zip(runnable, placements, strict=True):
+            node = self.directory.get(decision.node) if decision.node else None
+            jobs.append((index, node, _routing_model(decision)))
+
+        def work(job: tuple[int, Node | None, models.Routing]) -> tuple[int, models.CommandResult]:
+            index, node, info = job
+            if node is None:
+                return index, models.CommandResult(command=commands[index], ok=False, status="unreachable",
+                                                   message=info.reason, routing=info)
+            return index, self._execute(node, commands[index], timeout_s, info)
+
+        if jobs:
+            with ThreadPoolExecutor(max_workers=min(len(jobs), MAX_PARALLEL_RUNS)) as pool:
+                for index, result in pool.map(work, jobs):
+                    results[index] = self._log_result(result)
+        done = [r for r in results if r is not None]
+        return models.ParallelResult(
+            results=done, duration_ms=int((time.monotonic() - started) * 1000),
+            succeeded=sum(r.ok for r in done), failed=sum(not r.ok for r in done),
+        )
+
+    def broadcast(self, command: str, pattern: str, timeout_s: int = 300) -> models.BroadcastResult:
+        """Run on every node matching an Ansible host pattern, in one Ansible run."""
+        timeout_s = self._check_timeout(timeout_s)
+        names = self.directory.match(pattern)
+        started = time.monotonic()
+        rejected = self._rejected(command)
+        if rejected:
+            results = [rejected.model_copy(update={"node": name}) for name in names]
+        else:
+            nodes = [self.directory.get(name) for name in names]
+            with self._runs, self.in_flight.hold(*names):
+                outcome = execution.run_shell(
+                    inventory=runner_inventory(nodes), host_pattern="all", command=command,
+                    timeout_s=timeout_s, output_cap=self.config.output_cap,
+                )
+            results = []
+            for name in names:
+                host = outcome.hosts.get(name)
+                if host is None:
+                    results.append(models.CommandResult(node=name, command=command, ok=False, status="failed",
+                                                        message=f"no result ({outcome.runner_status})"))
+                    continue
+                if host.status == "unreachable":
+                    self.directory.mark_unreachable(name, host.msg.strip())
+                results.append(models.CommandResult(
+                    node=name, command=command, rc=host.rc, ok=host.ok, status=host.status, stdout=host.stdout,
+                    stderr=host.stderr, duration_ms=outcome.duration_ms, truncated=host.truncated,
+                    stdout_bytes=host.stdout_bytes, stderr_bytes=host.stderr_bytes,
+                    message=host.msg.strip() if host.status == "unreachable" else "",
+                ))
+            self._audit("broadcast", command=command, nodes=names, decision="allowed",
+                        rc=max((r.rc or 0) for r in results) if results else None, pattern=pattern)
+        return models.BroadcastResult(
+            pattern=pattern, command=command, results=results, matched=names,
+            succeeded=sum(r.ok for r in results), failed=sum(not r.ok for r in results),
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+
+    # --- nodes --------------------------------------------------------------------------
+
+    def _info(self, node: Node, in_flight: dict[str, int]) -> models.NodeInfo:
+        known = set(models.NodeFacts.model_fields)
+        return models.NodeInfo(
+            name=node.name, host=node.host, port=node.port, user=node.user, tags=node.tags, active=node.active,
+            health=node.health, groups=node.groups, jobs_in_flight=in_flight.get(node.name, 0),  # type: ignore[arg-type]
+            facts=models.NodeFacts(**{k: v for k, v in node.facts.items() if k in known}),
+        )
+
+    def status(self, fresh: bool = True) -> models.ClusterStatus:
+        snapshot = self.directory.refresh() if fresh else self.directory.snapshot()
+        in_flight = self.in_flight.snapshot()
+        infos = [self._info(n, in_flight) for n in snapshot.nodes.values()]
+        health = Counter(i.health for i in infos)
+        return models.ClusterStatus(
+            nodes=infos, total=len(infos), available=health["available"], unreachable=health["unreachable"],
+            inactive=health["inactive"], overloaded=health["overloaded"],
+            by_load_group=dict(Counter(i.facts.load_group for i in infos if i.facts.load_group)),
+            jobs_in_flight=sum(in_flight.values()), facts_age_s=round(snapshot.age_s, 3),
+        )
+
+    def list_nodes(self, active_only: bool = True, tag: str | None = None) -> list[models.NodeInfo]:
+        in_flight = self.in_flight.snapshot()
+        nodes = self.directory.snapshot().nodes.values()
+        return [self._info(n, in_flight) for n in nodes
+                if (n.active or not active_only) and (tag is None or tag in n.tags)]
+
+    def get_node(self, name: str) -> models.NodeInfo:
+        return self._info(self.directory.get(name), self.in_flight.snapshot())
+
+    def check_node(self, name: str, detailed: bool = False) -> models.NodeCheck:
+        """Probe the node now (one SSH round trip); with detailed, also check its job dirs through Ansible."""
+        self.directory.get(name)
+        node = self.directory.refresh().nodes[name]
+        facts = node.facts
+        check = models.NodeCheck(name=name, reachable=bool(facts.get("reachable")), latency_ms=facts.get("probe_ms"),
+                                 error=facts.get("error"), address=facts.get("address"))
+        if detailed and check.reachable:
+            check.python_version = facts.get("python_version")
+            check.disk_free_mb = facts.get("disk_free_mb")
+            check.mem_total_mb = facts.get("mem_total_mb")
+            check.mem_available_mb = facts.get("mem_available_mb")
+            probe = self._execute(node, "test -w /opt/jexida-jobs && test -w /var/log/jexida-jobs", 60)
+            check.job_dirs_writable = probe.ok
+            check.detail = "" if probe.ok else (probe.stderr or probe.message or f"rc={probe.rc}")
+        self._audit("check", nodes=[name], detailed=detailed, reachable=check.reachable)
+        return check
+
+    def registry_path(self) -> Path:
+        """The node registry (nodes_file) of the inventory config."""
+        config_path = Path(self.config.inventory)
+        config = yaml.safe_load(config_path.read_text()) or {}
+        nodes_file = config.get("nodes_file")
+        if not nodes_file:
+            raise BridgeError(f"{config_path} has no nodes_file: there is no registry to write to")
+        path = Path(nodes_file).expanduser()
+        return path if path.is_absolute() else (config_path.parent / path).resolve()
+
+    def register_node(self, name: str, host: str, user: str = "jexida", ssh_port: int = 22,
+                      tags: Sequence[str] = (), is_active: bool = True,
+                      extra_vars: dict[str, Any] | None = None) -> models.RegisterResult:
+        """Add or update a node in the registry (validated, atomic), then re-read the inventory."""
+        from ansible_collections.jexida.cluster.plugins.module_utils import registry  # type: ignore[import-not-found]
+
+        path = self.registry_path()
+        entry: dict[str, Any] = {"name": name, "host": host, "user": user, "port": ssh_port,
+                                 "tags": list(tags), "active": is_active}
+        if extra_vars:
+            entry["vars"] = extra_vars
+        existing = {n["name"] for n in registry.load_registry(str(path))}
+        try:
+            changed, stored = registry.upsert_node(str(path), entry)
+        except registry.RegistryError as exc:
+            raise BridgeError(str(exc)) from exc
+        self._audit("register", nodes=[name], changed=changed)
+        self.directory.refresh()
+        return models.RegisterResult(name=name, changed=changed, created=name not in existing,
+                                     registry=str(path), node=stored)
+
+    def remove_node(self, name: str) -> bool:
+        from ansible_collections.jexida.cluster.plugins.module_utils import registry  # type: ignore[import-not-found]
+
+        removed = registry.remove_node(str(self.registry_path()), name)
+        if not removed:
+            raise NodeError(f"no node {name!r} in the registry {self.registry_path()}")
+        self._audit("remove", nodes=[name])
+        self.directory.refresh()
+        return removed
+
+    def provision(self, name: str, dry_run: bool = True) -> models.ProvisionResult:
+        """Run playbooks/bootstrap.yml for one registered node through ansible-runner."""
+        node = self.directory.get(name)
+        outcome = execution.run_playbook(
+            playbook=str(BOOTSTRAP_PLAYBOOK), inventory=runner_inventory([node]), limit=name,
+            extravars={"jexida_registry": str(self.registry_path()), "jexida_tags": node.tags},
+            check=dry_run,
+        )
+        tasks = [models.TaskSummary(task=t.task, status=t.status, message=t.message)  # type: ignore[arg-type]
+                 for t in outcome.tasks if t.host == name]
+        failed = [t for t in tasks if t.status in ("failed", "unreachable")]
+        report = next((t.message for t in reversed(tasks) if t.task.startswith("Show what happened")), "")
+        ok = outcome.runner_status == "successful"
+        message = report or ("" if ok else f"ansible-runner status {outcome.runner_status}")
+        self._audit("provision", nodes=[name], dry_run=dry_run, rc=outcome.runner_rc)
+        if not dry_run:
+            self.directory.refresh()
+        return models.ProvisionResult(
+            name=name, dry_run=dry_run, ok=ok and not failed, status=outcome.runner_status, tasks=tasks,
+            recap=outcome.recap.get(name, {}), message=message,
+        )
+
+
+__all__ = ["BridgeConfig", "BridgeError", "Cluster", "NodeError"]

@@ -1,0 +1,162 @@
+"""The MCP face: typed tools over the core, on stdio (Claude Code) or streamable HTTP.
+
+Each tool is a thin async wrapper: it moves the blocking core call (ansible-runner) to a
+worker thread, so the event loop keeps serving other calls, and turns caller errors into
+MCP tool errors with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+
+from mcp_bridge import models
+from mcp_bridge.core import BridgeConfig, BridgeError, Cluster
+from mcp_bridge.nodes import NodeError
+
+T = TypeVar("T")
+
+INSTRUCTIONS = """\
+Runs shell commands on a fleet of worker machines through Ansible.
+- cluster_bash: run a command on the least-loaded node that meets the requirements (os, arch, tags).
+- offload_to: run on a named node. parallel_execute: several commands at once, placed by load.
+- cluster_broadcast: run on every node matching an Ansible host pattern such as tag_gpu:&available.
+- cluster_status / list_worker_nodes / get_worker_node / check_worker_node: what the cluster looks like now.
+Results carry rc, ok, status (succeeded, failed, timeout, unreachable, rejected), output and the routing reason."""
+
+
+def build_server(cluster: Cluster) -> MCPServer:
+    server = MCPServer(name="jexida-cluster", instructions=INSTRUCTIONS, version="0.1.0")
+
+    async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking core call in a worker thread; caller errors become tool errors."""
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs))
+        except (BridgeError, NodeError) as exc:
+            raise ToolError(str(exc)) from exc
+
+    def tool(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        return server.tool(name=fn.__name__, description=(fn.__doc__ or "").strip())(fn)
+
+    @tool
+    async def cluster_bash(command: str, requires_os: str | None = None, requires_arch: str | None = None,
+                           requires_tags: list[str] | None = None, timeout_s: int = 300) -> models.CommandResult:
+        """Run a shell command on the best capable node: filtered by os/arch/tags, then least loaded
+        (load per CPU, memory, jobs running there). The result says which node ran it and why."""
+        return await call(cluster.run, command, requires_os, requires_arch, requires_tags or [], timeout_s)
+
+    @tool
+    async def offload_to(command: str, node_id: str, timeout_s: int = 300) -> models.CommandResult:
+        """Run a shell command on the named node."""
+        return await call(cluster.offload, command, node_id, timeout_s)
+
+    @tool
+    async def parallel_execute(commands: list[str], requires_os: str | None = None,
+                               requires_arch: str | None = None, requires_tags: list[str] | None = None,
+                               timeout_s: int = 300) -> models.ParallelResult:
+        """Run several commands at the same time, each placed by load on a capable node.
+        Each command gets its own result; a rejected command fails alone."""
+        return await call(cluster.parallel, commands, requires_os, requires_arch, requires_tags or [], timeout_s)
+
+    @tool
+    async def cluster_broadcast(command: str, pattern: str, timeout_s: int = 300) -> models.BroadcastResult:
+        """Run a command on every node matching an Ansible host pattern (all, tag_gpu:&available,
+        os_linux:!unreachable, a node name), one result per node."""
+        return await call(cluster.broadcast, command, pattern, timeout_s)
+
+    @tool
+    async def cluster_status() -> models.ClusterStatus:
+        """Every node with fresh facts (load, CPUs, memory, disk, jobs), health, load group and summary counts."""
+        return await call(cluster.status, True)
+
+    @tool
+    async def list_worker_nodes(active_only: bool = True, tag: str | None = None) -> list[models.NodeInfo]:
+        """The registered worker nodes (from the inventory), optionally only active ones or one tag."""
+        return await call(cluster.list_nodes, active_only, tag)
+
+    @tool
+    async def get_worker_node(name: str) -> models.NodeInfo:
+        """One node: registry entry, groups, health and last facts."""
+        return await call(cluster.get_node, name)
+
+    @tool
+    async def check_worker_node(name: str, detailed: bool = False) -> models.NodeCheck:
+        """Probe a node now: reachability and latency; with detailed, also Python, disk, memory and
+        whether its job folders are writable."""
+        return await call(cluster.check_node, name, detailed)
+
+    @tool
+    async def register_worker_node(name: str, host: str, user: str = "jexida", ssh_port: int = 22,
+                                   tags: list[str] | None = None, is_active: bool = True) -> models.RegisterResult:
+        """Add a node to the registry, or update it (by name). The write is validated and atomic."""
+        return await call(cluster.register_node, name, host, user, ssh_port, tags or [], is_active)
+
+    @tool
+    async def provision_worker_node(name: str, dry_run: bool = True) -> models.ProvisionResult:
+        """Run playbooks/bootstrap.yml for a registered node (check mode when dry_run), with a per-task summary."""
+        return await call(cluster.provision, name, dry_run)
+
+    return server
+
+
+class BearerTokenMiddleware:
+    """Reject HTTP requests without `Authorization: Bearer <JEXIDA_TOKEN>` (constant-time compare)."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                body = b'{"error": "missing or wrong bearer token: send Authorization: Bearer $JEXIDA_TOKEN"}'
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"www-authenticate", b"Bearer")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def http_app(cluster: Cluster, host: str, port: int, token: str | None) -> Any:
+    """The streamable HTTP app: Host/Origin checked against this address; a token unless on loopback."""
+    if not is_loopback(host) and not token:
+        raise BridgeError(f"refusing to serve on {host} without a token: set JEXIDA_TOKEN (or bind to 127.0.0.1)")
+    names = {host, "localhost", "127.0.0.1"} if is_loopback(host) else {host}
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{name}:{port}" for name in names],
+        allowed_origins=[f"http://{name}:{port}" for name in names],
+    )
+    app = build_server(cluster).streamable_http_app(transport_security=security, host=host)
+    return BearerTokenMiddleware(app, token) if token else app
+
+
+def serve(inventory: str | None, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
+    face = "mcp-http" if http else "mcp-stdio"
+    cluster = Cluster(BridgeConfig.from_env(inventory, face=face))
+    if not http:
+        build_server(cluster).run("stdio")
+        return
+    import uvicorn
+
+    token = os.environ.get("JEXIDA_TOKEN") or None
+    app = http_app(cluster, host, port, token)
+    print(f"jexida: serving MCP on http://{host}:{port}/mcp ({'token required' if token else 'loopback, no token'})",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
