@@ -364,9 +364,11 @@ class Cluster:
         path = self.registry_path()
         entry: dict[str, Any] = {"name": name, "host": host, "user": user, "port": ssh_port,
                                  "tags": list(tags), "active": is_active}
+        existing = {n["name"] for n in registry.load_registry(str(path))}
+        if extra_vars is None and name not in existing:
+            extra_vars = self.default_connection_vars()
         if extra_vars:
             entry["vars"] = extra_vars
-        existing = {n["name"] for n in registry.load_registry(str(path))}
         try:
             changed, stored = registry.upsert_node(str(path), entry)
         except registry.RegistryError as exc:
@@ -375,6 +377,18 @@ class Cluster:
         self.directory.refresh()
         return models.RegisterResult(name=name, changed=changed, created=name not in existing,
                                      registry=str(path), node=stored)
+
+    def default_connection_vars(self) -> dict[str, Any]:
+        """How a newly registered node is reached: the controller key, and the suite's known_hosts
+        with trust on first use (bootstrap then pins the key it reads over the admin connection)."""
+        key = self.config.home / "controller_ed25519"
+        if not key.exists():
+            return {}
+        known_hosts = self.config.home / "known_hosts"
+        return {
+            "ansible_ssh_private_key_file": str(key),
+            "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new",
+        }
 
     def remove_node(self, name: str) -> bool:
         from ansible_collections.jexida.cluster.plugins.module_utils import registry  # type: ignore[import-not-found]

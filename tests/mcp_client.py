@@ -1,0 +1,46 @@
+"""A real MCP client session against `jexida serve` (stdio), for the tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+
+def bridge_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "JEXIDA_HOME", "CONTAINERS_CONF")}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def bridge_session(inventory: Path | str, **env: str) -> AsyncIterator[ClientSession]:
+    """Spawn `jexida serve --inventory ...` and yield an initialised client session."""
+    params = StdioServerParameters(
+        command=str(Path(sys.executable).parent / "jexida"),
+        args=["serve", "--inventory", str(inventory)],
+        env=bridge_env(**env),
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool and return its structured result; a tool error raises with its message."""
+    result = await session.call_tool(tool, arguments)
+    if result.is_error:
+        raise ToolFailed(result.content[0].text if result.content else "tool error")
+    assert result.structured_content is not None, f"{tool} returned no structured content"
+    return result.structured_content
+
+
+class ToolFailed(RuntimeError):
+    pass
