@@ -1,16 +1,87 @@
-"""`make demo`: the main job end to end on a 3-node lab of real worker nodes."""
+"""`make demo`: the main job end to end on a 3-node lab of real worker nodes.
+
+Fresh servers -> one bootstrap playbook run -> the jexida inventory's groups -> commands
+routed by load through a real MCP client session (the way Claude Code talks to the bridge).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
-from mcp_bridge import execution, lab
+import anyio
+import yaml
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from mcp_bridge import lab
+from mcp_bridge.paths import REPO_ROOT, jexida_home
 
 DEMO_LAB = "demo"
+DEMO_TAGS = (["gpu", "docker"], ["docker"], ["build"])
+BIN = Path(sys.executable).parent
 
 
 def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False)
+
+
+def bootstrap(status: lab.LabStatus, registry: Path) -> None:
+    inventory = yaml.safe_load(Path(status.inventory).read_text())
+    hosts = next(iter(inventory["all"]["children"].values()))["hosts"]
+    for node, tags in zip(status.nodes, DEMO_TAGS, strict=True):
+        hosts[node.name]["jexida_tags"] = tags
+    admin_inventory = registry.parent / "admin-inventory.yml"
+    admin_inventory.write_text(yaml.safe_dump(inventory))
+    print(f"   ansible-playbook -i {admin_inventory} playbooks/bootstrap.yml -e jexida_registry={registry}")
+    proc = run(["ansible-playbook", "-i", str(admin_inventory), "playbooks/bootstrap.yml",
+                "-e", f"jexida_registry={registry}"])
+    for line in proc.stdout.splitlines():
+        if '"msg": "' in line or line.startswith(tuple(n.name for n in status.nodes)):
+            print("  ", line.strip().replace('"msg": ', ""))
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:], proc.stderr[-2000:], file=sys.stderr)
+        raise SystemExit("demo: bootstrap failed")
+
+
+async def agent_session(config: Path) -> None:
+    params = StdioServerParameters(command=str(BIN / "jexida"), args=["serve", "--inventory", str(config)],
+                                   env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = (await session.list_tools()).tools
+        print(f"   {len(tools)} tools: {', '.join(t.name for t in tools)}")
+
+        status = (await session.call_tool("cluster_status", {})).structured_content or {}
+        print(f"   cluster_status: {status['total']} nodes, {status['available']} available, "
+              f"load groups {status['by_load_group']}")
+
+        result = (await session.call_tool(
+            "cluster_bash", {"command": "echo \"$(hostname): $(nproc) cpus, up $(cut -d' ' -f1 /proc/uptime)s\"",
+                             "requires_tags": ["docker"]})).structured_content or {}
+        print(f"   cluster_bash(requires_tags=[docker]) -> {result['node']}: {result['stdout'].strip()}")
+        print(f"     routing: {result['routing']['reason']}")
+        for candidate in result["routing"]["candidates"]:
+            why = candidate["excluded"] or f"score {candidate['score']}"
+            print(f"       {candidate['node']:<14} {why}")
+
+        parallel = (await session.call_tool(
+            "parallel_execute", {"commands": ["sleep 1; hostname"] * 6})).structured_content or {}
+        placed = [r["node"] for r in parallel["results"]]
+        print(f"   parallel_execute(6 x 'sleep 1') in {parallel['duration_ms']} ms, placed by load: {placed}")
+
+        rejected = (await session.call_tool("cluster_bash", {"command": "rm -rf /"})).structured_content or {}
+        print(f"   cluster_bash('rm -rf /') -> {rejected['status']} by rule {rejected['rule']}")
+        failed = (await session.call_tool("cluster_bash", {"command": "exit 3"})).structured_content or {}
+        print(f"   cluster_bash('exit 3') -> ok={failed['ok']} status={failed['status']} rc={failed['rc']}")
 
 
 def main() -> int:
@@ -19,17 +90,29 @@ def main() -> int:
     for node in status.nodes:
         print(f"   {node.name:<14} {node.address}:{node.port}  {'up' if node.up else 'DOWN'}")
 
-    step("2. ansible.builtin.ping on every node, through ansible-runner (admin access)")
-    outcome = execution.run_module(
-        inventory=status.inventory, host_pattern="all", module="ansible.builtin.ping"
-    )
-    print(execution.describe(outcome))
-    print(f"   {len(outcome.hosts)} node(s) answered in {outcome.duration_ms} ms")
-    failed = [h for h, r in outcome.hosts.items() if not r.ok]
-    if failed or len(outcome.hosts) != len(status.nodes):
-        print(f"demo: FAILED on {failed or 'missing hosts'}", file=sys.stderr)
-        return 1
-    print("\ndemo: ok. `jexida lab down --name demo` removes the lab.")
+    work = jexida_home() / "demo"
+    work.mkdir(parents=True, exist_ok=True)
+    registry = work / "nodes.yml"
+    step("2. one playbook makes them workers: jexida user, controller key, dirs, verified, registered")
+    bootstrap(status, registry)
+
+    config = work / "demo.jexida.yml"
+    config.write_text(yaml.safe_dump({"plugin": "jexida.cluster.jexida", "nodes_file": str(registry)}))
+    step(f"3. the jexida inventory: groups from tags and live load (ansible-inventory -i {config} --graph)")
+    graph = run(["ansible-inventory", "-i", str(config), "--graph"])
+    print("\n".join("   " + line for line in graph.stdout.splitlines()))
+    pattern = run(["ansible", "-i", str(config), "tag_docker:&available", "-m", "ansible.builtin.ping", "-o"])
+    print("   ansible 'tag_docker:&available' -m ping:", ", ".join(
+        line.split(" |")[0] + " " + line.split("|")[1].split("=>")[0].strip()
+        for line in pattern.stdout.splitlines() if "|" in line))
+
+    step("4. an agent's MCP session (jexida serve over stdio): routed by load, through ansible-runner")
+    anyio.run(agent_session, config)
+
+    print(f"\ndemo: ok. Registry: {registry}. `jexida status --inventory {config}` shows the nodes;"
+          f" `jexida lab down --name demo` removes the lab.")
+    print(json.dumps({"claude_code_mcp_config": {"mcpServers": {"jexida": {
+        "command": str(BIN / "jexida"), "args": ["serve", "--inventory", str(config)]}}}}, indent=2))
     return 0
 
 
