@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from mcp_bridge import lab, models
 from mcp_bridge.core import BridgeConfig, BridgeError, Cluster
+from mcp_bridge.jobs import JobError
 from mcp_bridge.nodes import NodeError
 
 # Exit codes for outcomes that are not the remote command's own rc.
@@ -204,6 +205,89 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _show_job(info: object, as_json: bool) -> int:
+    from mcp_bridge.jobs import JobInfo, JobResult
+
+    assert isinstance(info, JobInfo)
+    if as_json:
+        _print_json(info.model_dump())
+    else:
+        print(f"{info.job_id}  {info.status}  node={info.node}  rc={info.rc}  started={info.started_at}  "
+              f"ended={info.ended_at}  stdout={info.stdout_bytes}B stderr={info.stderr_bytes}B")
+        if info.error:
+            print(f"  reason: {info.error}")
+        if isinstance(info, JobResult):
+            if info.stdout:
+                print(info.stdout)
+            if info.stderr:
+                print(info.stderr, file=sys.stderr)
+        elif info.last_lines:
+            print("\n".join(f"  | {line}" for line in info.last_lines))
+    if info.status in ("running", "queued"):
+        return 0
+    if info.status in ("succeeded", "failed"):
+        return info.rc if info.rc is not None else EXIT_ERROR
+    return {"timeout": EXIT_TIMEOUT, "canceled": 130, "lost": EXIT_UNREACHABLE}.get(info.status, EXIT_ERROR)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    info = cluster.jobs.submit(args.cmd, args.node, args.os, args.arch, _tags(args.tags), args.description,
+                               args.timeout, args.wait)
+    return _show_job(info, args.json)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    jobs = _cluster(args).jobs
+    if args.jobs_command == "list":
+        listed = jobs.list(args.node, args.status, args.limit)
+        if args.json:
+            _print_json([j.model_dump() for j in listed])
+        else:
+            _print_table(("JOB", "STATUS", "NODE", "RC", "CREATED", "COMMAND"),
+                         [(j.job_id, j.status, j.node or "-", "-" if j.rc is None else j.rc, j.created_at,
+                           j.command if len(j.command) < 50 else j.command[:47] + "...") for j in listed])
+        return 0
+    if args.jobs_command == "show":
+        info = jobs.get(args.job_id)
+        return _show_job(jobs.result(args.job_id) if info.status not in ("running", "queued") else info, args.json)
+    if args.jobs_command == "wait":
+        return _show_job(jobs.wait(args.job_id, args.timeout), args.json)
+    if args.jobs_command == "output":
+        page = jobs.output(args.job_id, args.stream, args.offset, args.limit, args.tail)
+        if args.json:
+            _print_json(page.model_dump())
+        else:
+            sys.stdout.write(page.data if page.data.endswith("\n") or not page.data else page.data + "\n")
+            if page.next_offset is not None:
+                print(f"jexida: {page.total_bytes - page.next_offset} more bytes: --offset {page.next_offset}",
+                      file=sys.stderr)
+        return 0
+    if args.jobs_command == "cancel":
+        result = jobs.cancel(args.job_id)
+        if args.json:
+            _print_json(result.model_dump())
+        else:
+            print(f"{result.job_id}: {result.status}: {result.message}")
+        return 0
+    raise AssertionError(args.jobs_command)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from mcp_bridge import audit
+    from mcp_bridge.paths import jexida_home
+
+    path = args.path or str(jexida_home() / "audit.jsonl")
+    result = audit.verify(path)
+    if args.json:
+        _print_json({"path": path, **result.__dict__})
+    elif result.ok:
+        print(f"{path}: ok, {result.lines} line(s), hash chain intact")
+    else:
+        print(f"{path}: BROKEN at line {result.bad_line}: {result.problem}")
+    return 0 if result.ok else 1
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from mcp_bridge.server import serve
 
@@ -281,6 +365,43 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--apply", action="store_true", help="change the node (default: check mode)")
     provision.set_defaults(func=cmd_provision)
 
+    submit = with_common(sub.add_parser("submit", help="start a tracked job that outlives this command"))
+    submit.add_argument("cmd", help="the shell command")
+    submit.add_argument("--node", help="run on this node instead of routing")
+    submit.add_argument("--tags", help="required tags, comma-separated")
+    submit.add_argument("--os")
+    submit.add_argument("--arch")
+    submit.add_argument("--description", default="")
+    submit.add_argument("--timeout", type=int, default=3600, help="seconds before the job is killed")
+    submit.add_argument("--wait", type=float, default=10, help="seconds to wait for it to finish (default 10)")
+    submit.set_defaults(func=cmd_submit)
+
+    jobs = sub.add_parser("jobs", help="tracked jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    jobs_list = with_common(jobs_sub.add_parser("list", help="recent jobs"))
+    jobs_list.add_argument("--node")
+    jobs_list.add_argument("--status")
+    jobs_list.add_argument("--limit", type=int, default=20)
+    with_common(jobs_sub.add_parser("show", help="one job (its result when finished)")).add_argument("job_id")
+    jobs_wait = with_common(jobs_sub.add_parser("wait", help="wait for a job to finish"))
+    jobs_wait.add_argument("job_id")
+    jobs_wait.add_argument("--timeout", type=float, default=600, help="seconds to wait at most")
+    jobs_output = with_common(jobs_sub.add_parser("output", help="a job's output, paged or its last lines"))
+    jobs_output.add_argument("job_id")
+    jobs_output.add_argument("--stream", default="stdout", choices=["stdout", "stderr"])
+    jobs_output.add_argument("--offset", type=int, default=0)
+    jobs_output.add_argument("--limit", type=int, default=65536)
+    jobs_output.add_argument("--tail", type=int, help="the last N lines instead")
+    with_common(jobs_sub.add_parser("cancel", help="stop a job's processes on its node")).add_argument("job_id")
+    jobs.set_defaults(func=cmd_jobs)
+
+    audit_parser = sub.add_parser("audit", help="the hash-chained audit log")
+    audit_sub = audit_parser.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check that no line was edited or deleted")
+    verify.add_argument("--path", help="audit log (default: $JEXIDA_HOME/audit.jsonl)")
+    verify.add_argument("--json", action="store_true")
+    audit_parser.set_defaults(func=cmd_audit)
+
     serve = sub.add_parser("serve", help="the MCP server (stdio, or streamable HTTP with --http)")
     serve.add_argument("--inventory", help="inventory config (default: $JEXIDA_INVENTORY or the repo's inventory/)")
     serve.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
@@ -295,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (lab.LabError, BridgeError, NodeError) as exc:
+    except (lab.LabError, BridgeError, NodeError, JobError) as exc:
         print(f"jexida: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

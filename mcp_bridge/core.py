@@ -118,7 +118,17 @@ class Cluster:
         self.audit = AuditLog(config.home / "audit.jsonl")
         self.in_flight = InFlight()
         self._runs = threading.BoundedSemaphore(MAX_PARALLEL_RUNS)
+        self._jobs: Any = None
         init_ansible()
+
+    @property
+    def jobs(self) -> Any:
+        """The tracked-jobs manager (SQLite under JEXIDA_HOME), made on first use."""
+        if self._jobs is None:
+            from mcp_bridge.jobs import JobManager
+
+            self._jobs = JobManager(self, retention_days=float(os.environ.get("JEXIDA_JOB_RETENTION_DAYS", 30)))
+        return self._jobs
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -53,6 +53,17 @@ def wrap_command(command: str, timeout_s: int, output_cap: int = DEFAULT_OUTPUT_
     )
 
 
+def encoded_script(script: str) -> str:
+    """Module args for ansible.builtin.shell that run ``script`` with sh on the node.
+
+    Ansible splits and templates ad-hoc module args; base64 leaves nothing for it to parse,
+    so quotes, braces and backslashes in the script reach the node exactly as written.
+    """
+    encoded = base64.b64encode(script.encode()).decode()
+    return (f"f=$(mktemp) || exit 97; {{ printf %s {encoded} | base64 -d 2>/dev/null || "
+            f"printf %s {encoded} | base64 -D; }} > \"$f\"; sh \"$f\"; rc=$?; rm -f \"$f\"; exit $rc")
+
+
 @dataclass
 class HostResult:
     host: str
@@ -238,7 +249,7 @@ def run_shell(
         inventory=inventory,
         host_pattern=host_pattern,
         module="ansible.builtin.shell",
-        module_args=script,
+        module_args=encoded_script(script),
         timeout_s=timeout_s + CONTROLLER_GRACE_S if timeout_s > 0 else None,
         envvars=envvars,
     )

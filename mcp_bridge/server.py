@@ -15,12 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 
 from mcp_bridge import models
 from mcp_bridge.core import BridgeConfig, BridgeError, Cluster
+from mcp_bridge.jobs import CancelResult, JobError, JobInfo, JobOutput, JobResult
 from mcp_bridge.nodes import NodeError
 
 T = TypeVar("T")
@@ -41,7 +42,7 @@ def build_server(cluster: Cluster) -> MCPServer:
         """Run a blocking core call in a worker thread; caller errors become tool errors."""
         try:
             return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs))
-        except (BridgeError, NodeError) as exc:
+        except (BridgeError, NodeError, JobError) as exc:
             raise ToolError(str(exc)) from exc
 
     def tool(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -105,6 +106,46 @@ def build_server(cluster: Cluster) -> MCPServer:
         """Run playbooks/bootstrap.yml for a registered node (check mode when dry_run), with a per-task summary."""
         return await call(cluster.provision, name, dry_run)
 
+    @tool
+    async def submit_job(command: str, ctx: Context, node_name: str | None = None, requires_os: str | None = None,
+                         requires_arch: str | None = None, requires_tags: list[str] | None = None,
+                         description: str = "", timeout_s: int = 3600, wait_s: float = 10) -> JobResult | JobInfo:
+        """Start a tracked job (on node_name, or routed like cluster_bash) that outlives this call and the
+        bridge. Waits up to wait_s: a job that ended returns its full result, otherwise its job_id with
+        status running (follow it with get_job / job_output). Progress notifications carry its live output."""
+        portal = anyio.from_thread
+
+        def progress(info: JobInfo) -> None:
+            last = info.last_lines[-1] if info.last_lines else ""
+            portal.run(functools.partial(ctx.report_progress, float(info.stdout_bytes), None,
+                                         f"{info.job_id} running on {info.node}: {info.stdout_bytes} bytes; {last}"))
+
+        return await call(cluster.jobs.submit, command, node_name, requires_os, requires_arch,
+                          requires_tags or [], description, timeout_s, wait_s, progress)
+
+    @tool
+    async def get_job(job_id: str) -> JobInfo:
+        """A job's status (queued, running, succeeded, failed, timeout, canceled, lost), node, rc, times,
+        output sizes and last lines."""
+        return await call(cluster.jobs.get, job_id)
+
+    @tool
+    async def job_output(job_id: str, stream: str = "stdout", offset: int = 0, limit: int = 65536,
+                         tail: int | None = None) -> JobOutput:
+        """Read a job's whole output from its log on the node: a page from offset (bytes, up to limit),
+        or the last `tail` lines. next_offset continues the paging."""
+        return await call(cluster.jobs.output, job_id, stream, offset, limit, tail)
+
+    @tool
+    async def cancel_job(job_id: str) -> CancelResult:
+        """Stop a job's whole process tree on its node. Cancelling a finished job changes nothing and says so."""
+        return await call(cluster.jobs.cancel, job_id)
+
+    @tool
+    async def list_jobs(node_name: str | None = None, status: str | None = None, limit: int = 20) -> list[JobInfo]:
+        """Recent jobs, newest first, optionally by node and status."""
+        return await call(cluster.jobs.list, node_name, status, limit)
+
     return server
 
 
@@ -150,6 +191,7 @@ def http_app(cluster: Cluster, host: str, port: int, token: str | None) -> Any:
 def serve(inventory: str | None, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
     face = "mcp-http" if http else "mcp-stdio"
     cluster = Cluster(BridgeConfig.from_env(inventory, face=face))
+    cluster.jobs.start_monitor()  # re-attach to jobs that were running before a restart
     if not http:
         build_server(cluster).run("stdio")
         return
