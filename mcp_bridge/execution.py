@@ -27,6 +27,7 @@ from mcp_bridge.paths import REPO_ROOT, jexida_home
 HostStatus = Literal["succeeded", "failed", "timeout", "unreachable"]
 
 DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes per stream, head + tail kept
+MAX_EVENT_RES = 16 * 1024 * 1024
 KEEP_RUNNER_DIRS = 200  # older per-call runner folders are removed
 META_MARKER = "__JEXIDA_META__"
 # Grace the controller gives a run beyond the command's own timeout before it kills Ansible.
@@ -43,7 +44,8 @@ _WRAPPER = (Path(__file__).parent / "run_wrapper.sh").read_text()
 def wrap_command(command: str, timeout_s: int, output_cap: int = DEFAULT_OUTPUT_CAP) -> str:
     """The node-side script that runs ``command`` with a timeout and capped output."""
     encoded = base64.b64encode(command.encode()).decode()
-    cap = max(int(output_cap), 64)
+    # Both streams twice (stdout and stdout_lines) must stay under what ansible-runner passes on.
+    cap = min(max(int(output_cap), 64), MAX_EVENT_RES // 6)
     return (
         _WRAPPER.replace("@B64@", encoded)
         .replace("@T@", str(max(int(timeout_s), 0)))
@@ -114,6 +116,9 @@ def ansible_envvars(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
         "ANSIBLE_DEPRECATION_WARNINGS": "false",
         "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner drops a result larger than this from its events (default 700 kB): a
+        # capped command result (head + tail of both streams, and stdout_lines again) must fit.
+        "MAX_EVENT_RES": str(MAX_EVENT_RES),
     }
     if extra:
         env.update(extra)

@@ -328,7 +328,7 @@ class JobManager:
     def submit(self, command: str, node_name: str | None = None, requires_os: str | None = None,
                requires_arch: str | None = None, requires_tags: tuple[str, ...] | list[str] = (),
                description: str = "", timeout_s: int = 3600, wait_s: float = 10,
-               on_progress: Callable[[JobInfo], None] | None = None) -> JobResult | JobInfo:
+               on_progress: Callable[[JobInfo], None] | None = None) -> JobResult:
         if not command.strip():
             raise JobError("the command is empty: pass the shell command to run")
         if not 1 <= timeout_s <= 7 * 24 * 3600:
@@ -356,7 +356,7 @@ class JobManager:
                                   ended_at=_now())
                 self.cluster._audit("submit", command=command, nodes=[node.name], job_id=job_id,
                                     decision="allowed", status="lost")
-                return self.get(job_id)
+                return self.result(job_id)
             self.store.update(job_id, status="running", pid=int(started.stdout.strip()), started_at=_now())
         finally:
             with self._placing:
@@ -367,8 +367,8 @@ class JobManager:
         return self.wait(job_id, wait_s, on_progress)
 
     def wait(self, job_id: str, wait_s: float, on_progress: Callable[[JobInfo], None] | None = None,
-             ) -> JobResult | JobInfo:
-        """Poll until the job ends or wait_s passes; the full result if it ended."""
+             ) -> JobResult:
+        """Poll until the job ends or wait_s passes: the full result if it ended, else its state (no output yet)."""
         deadline = time.monotonic() + wait_s
         while True:
             info = self.refresh([job_id])[0] if self.store.get(job_id)["status"] == "running" else self.get(job_id)
@@ -377,7 +377,7 @@ class JobManager:
             if on_progress:
                 on_progress(info)
             if time.monotonic() >= deadline:
-                return info
+                return JobResult(**info.model_dump())
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     # --- state ----------------------------------------------------------------------------
@@ -446,7 +446,7 @@ class JobManager:
 
     def _collect(self, node: Node, job_id: str, **fields: Any) -> None:
         """Store the capped output (head + tail) with the final state; the full log stays on the node."""
-        cap = self.cluster.config.output_cap
+        cap = min(self.cluster.config.output_cap, execution.MAX_EVENT_RES // 6)
         half = cap // 2
         script = (f"for f in {LOG_DIR}/{job_id}.log {LOG_DIR}/{job_id}.err.log; do n=$(wc -c <\"$f\"); "
                   f"if [ \"$n\" -le {cap} ]; then cat \"$f\"; else head -c {half} \"$f\"; "
@@ -457,8 +457,9 @@ class JobManager:
         stdout = stderr = ""
         if result and result.ok:
             parts = result.stdout.split("\n@@JEXIDA-STREAM-END@@")
-            stdout = parts[0] if parts else ""
-            stderr = parts[1].lstrip("\n") if len(parts) > 1 else ""
+            # Each stream ends with the newline the marker line starts with; drop it, as Ansible does.
+            stdout = parts[0].removesuffix("\n") if parts else ""
+            stderr = parts[1].removeprefix("\n").removesuffix("\n") if len(parts) > 1 else ""
         truncated = "[... jexida: " in stdout or "[... jexida: " in stderr
         self.store.update(job_id, stdout=stdout, stderr=stderr, truncated=int(truncated), **fields)
         self.cluster._audit("job-finished", job_id=job_id, nodes=[node.name], rc=fields.get("rc"),
@@ -504,26 +505,24 @@ class JobManager:
             read = f"tail -n {int(tail)} {path} | tail -c {limit}"
         else:
             read = f"tail -c +{int(offset) + 1} {path} | head -c {limit}"
-        script = f"test -f {path} || exit 3; wc -c < {path}; {read}"
+        # base64 keeps the page byte-exact: Ansible strips trailing newlines from stdout.
+        script = f"test -f {path} || exit 3; wc -c < {path}; {read} | base64 | tr -d '\\n'"
         try:
             node = self.cluster.directory.get(row["node"])
-            outcome = self._shell(node, script)
-            result = outcome.hosts.get(node.name)
+            result = self._shell(node, script).hosts.get(node.name)
         except LookupError:
             result = None
         if result is not None and result.ok:
-            total_text, _, data = result.stdout.partition("\n")
+            total_text, _, encoded = result.stdout.partition("\n")
             total = int(total_text.strip() or 0)
-            data_bytes = len(data.encode())
+            raw = base64.b64decode(encoded.strip() or b"")
             if tail is None:
-                end = offset + data_bytes
+                start, end = offset, offset + len(raw)
                 next_offset = end if end < total else None
             else:
-                next_offset = None
-            start = offset if tail is None else max(0, total - data_bytes)
-            return JobOutput(job_id=job_id, stream=stream, offset=start,
-                             data=data, bytes_returned=data_bytes, total_bytes=total, next_offset=next_offset,
-                             source="node")
+                start, next_offset = max(0, total - len(raw)), None
+            return JobOutput(job_id=job_id, stream=stream, offset=start, data=raw.decode(errors="replace"),
+                             bytes_returned=len(raw), total_bytes=total, next_offset=next_offset, source="node")
         collected = row["stdout"] if stream == "stdout" else row["stderr"]
         if tail is not None:
             data = "\n".join(collected.splitlines()[-tail:])

@@ -109,7 +109,7 @@ def build_server(cluster: Cluster) -> MCPServer:
     @tool
     async def submit_job(command: str, ctx: Context, node_name: str | None = None, requires_os: str | None = None,
                          requires_arch: str | None = None, requires_tags: list[str] | None = None,
-                         description: str = "", timeout_s: int = 3600, wait_s: float = 10) -> JobResult | JobInfo:
+                         description: str = "", timeout_s: int = 3600, wait_s: float = 10) -> JobResult:
         """Start a tracked job (on node_name, or routed like cluster_bash) that outlives this call and the
         bridge. Waits up to wait_s: a job that ended returns its full result, otherwise its job_id with
         status running (follow it with get_job / job_output). Progress notifications carry its live output."""
