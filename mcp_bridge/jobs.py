@@ -22,6 +22,7 @@ import json
 import re
 import secrets
 import sqlite3
+import sys
 import threading
 import time
 from collections import Counter
@@ -572,4 +573,4 @@ class JobManager:
                 if running:
                     self.refresh(running)
             except Exception as exc:  # the monitor must outlive one bad poll
-                print(f"jexida: job monitor: {exc}", flush=True, file=__import__("sys").stderr)
+                print(f"jexida: job monitor: {exc}", flush=True, file=sys.stderr)

@@ -9,6 +9,7 @@ refreshed in the background, so a call never waits for a probe it does not need.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -155,7 +156,7 @@ class NodeDirectory:
         try:
             self.refresh()
         except Exception as exc:  # a failed background probe keeps the old snapshot
-            print(f"jexida: background inventory refresh failed: {exc}", flush=True, file=_stderr())
+            print(f"jexida: background inventory refresh failed: {exc}", flush=True, file=sys.stderr)
 
     def mark_unreachable(self, name: str, reason: str) -> None:
         """Record what a command just learned, without waiting for the next probe."""
@@ -188,9 +189,3 @@ class NodeDirectory:
 def runner_inventory(nodes: Iterable[Node]) -> dict[str, Any]:
     """A per-call inventory holding only the target hosts, with their connection settings."""
     return {"all": {"hosts": {node.name: dict(node.connection_vars) for node in nodes}}}
-
-
-def _stderr() -> Any:
-    import sys
-
-    return sys.stderr

@@ -83,6 +83,15 @@ async def agent_session(config: Path) -> None:
         failed = (await session.call_tool("cluster_bash", {"command": "exit 3"})).structured_content or {}
         print(f"   cluster_bash('exit 3') -> ok={failed['ok']} status={failed['status']} rc={failed['rc']}")
 
+        job = (await session.call_tool("submit_job", {
+            "command": "for i in 1 2 3 4; do echo step $i; sleep 1; done", "wait_s": 1,
+            "description": "demo job"})).structured_content or {}
+        print(f"   submit_job(4 s of work, wait_s=1) -> {job['job_id']} {job['status']} on {job['node']}")
+        while job["status"] in ("queued", "running"):
+            await anyio.sleep(1)
+            job = (await session.call_tool("get_job", {"job_id": job["job_id"]})).structured_content or {}
+        print(f"   get_job -> {job['status']} rc={job['rc']}, last lines {job['last_lines']}")
+
 
 def main() -> int:
     step("1. lab: 3 fresh Debian 12 servers (podman containers, each sshd on its own loopback address)")

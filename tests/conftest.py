@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,3 +132,30 @@ def ansible_cli(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess[s
     """Run an Ansible command from the checkout, as a person would."""
     return subprocess.run(list(argv), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
                           check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def lab_config(worker_lab: WorkerLab, tmp_path: Path) -> Path:
+    """A jexida inventory config over the worker lab's registry."""
+    return write_jexida_config(tmp_path / "lab.jexida.yml", worker_lab.registry)
+
+
+def as_jexida(worker_lab: WorkerLab, node: lab.LabNode, command: str) -> subprocess.CompletedProcess[str]:
+    """Run a command on a worker as `jexida` with the controller key, over real SSH."""
+    return ssh_run(worker_lab.status, node, command, user="jexida", key=controller_key())
+
+
+@contextmanager
+def node_stopped(worker_lab: WorkerLab, index: int) -> Iterator[lab.LabNode]:
+    """Stop one worker node's container (as a machine that died); bring the lab back afterwards."""
+    node = worker_lab.nodes[index]
+    lab.podman("stop", "-t", "0", node.container)
+    try:
+        yield node
+    finally:
+        lab.up(worker_lab.status.name, nodes=len(worker_lab.nodes))

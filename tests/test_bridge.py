@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import WorkerLab, controller_key, ssh_run, write_jexida_config
+from conftest import WorkerLab, as_jexida, node_stopped
 from mcp_client import ToolFailed, bridge_env, bridge_session, call
 
 from mcp_bridge import lab
@@ -22,22 +22,11 @@ from mcp_bridge import lab
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
-@pytest.fixture
-def config(worker_lab: WorkerLab, tmp_path: Path) -> Path:
-    return write_jexida_config(tmp_path / "lab.jexida.yml", worker_lab.registry)
 
-
-def as_jexida(worker_lab: WorkerLab, node: lab.LabNode, command: str) -> subprocess.CompletedProcess[str]:
-    return ssh_run(worker_lab.status, node, command, user="jexida", key=controller_key())
-
-
-async def test_tools_and_schemas(config: Path) -> None:
-    async with bridge_session(config) as session:
+async def test_tools_and_schemas(lab_config: Path) -> None:
+    async with bridge_session(lab_config) as session:
         tools = {t.name: t for t in (await session.list_tools()).tools}
     assert {"cluster_bash", "offload_to", "parallel_execute", "cluster_broadcast", "cluster_status",
             "list_worker_nodes", "get_worker_node", "check_worker_node", "register_worker_node",
@@ -51,13 +40,13 @@ async def test_tools_and_schemas(config: Path) -> None:
     assert tools["offload_to"].input_schema["required"] == ["command", "node_id"]
 
 
-async def test_routes_away_from_the_node_busy_with_a_job(worker_lab: WorkerLab, config: Path) -> None:
+async def test_routes_away_from_the_node_busy_with_a_job(worker_lab: WorkerLab, lab_config: Path) -> None:
     first, second = worker_lab.nodes[0], worker_lab.nodes[1]
     busy = as_jexida(worker_lab, first, "mkdir -p /opt/jexida-jobs/busy && (nohup sleep 120 >/dev/null 2>&1 & "
                                         "echo $! > /opt/jexida-jobs/busy/pid)")
     assert busy.returncode == 0, busy.stderr
     try:
-        async with bridge_session(config) as session:
+        async with bridge_session(lab_config) as session:
             result = await call(session, "cluster_bash", command="hostname", requires_tags=["docker"])
     finally:
         as_jexida(worker_lab, first, "kill $(cat /opt/jexida-jobs/busy/pid); rm -rf /opt/jexida-jobs/busy")
@@ -68,8 +57,8 @@ async def test_routes_away_from_the_node_busy_with_a_job(worker_lab: WorkerLab, 
     assert result["routing"]["reason"]
 
 
-async def test_required_tags_exclude_untagged_nodes_and_say_so(worker_lab: WorkerLab, config: Path) -> None:
-    async with bridge_session(config) as session:
+async def test_required_tags_exclude_untagged_nodes_and_say_so(worker_lab: WorkerLab, lab_config: Path) -> None:
+    async with bridge_session(lab_config) as session:
         result = await call(session, "cluster_bash", command="hostname", requires_tags=["gpu"])
         nothing = await call(session, "cluster_bash", command="hostname", requires_tags=["tpu"])
     assert result["node"] == worker_lab.nodes[0].name
@@ -79,9 +68,9 @@ async def test_required_tags_exclude_untagged_nodes_and_say_so(worker_lab: Worke
     assert "tpu" in nothing["routing"]["reason"] and "no node" in nothing["routing"]["reason"]
 
 
-async def test_named_node_failures_and_policy(worker_lab: WorkerLab, config: Path) -> None:
+async def test_named_node_failures_and_policy(worker_lab: WorkerLab, lab_config: Path) -> None:
     node = worker_lab.nodes[2]
-    async with bridge_session(config) as session:
+    async with bridge_session(lab_config) as session:
         with pytest.raises(ToolFailed, match=r"unknown node 'no-such-node'.*has: .*" + node.name):
             await call(session, "offload_to", command="true", node_id="no-such-node")
         failed = await call(session, "offload_to", command="echo partial; echo oops >&2; exit 7", node_id=node.name)
@@ -93,8 +82,8 @@ async def test_named_node_failures_and_policy(worker_lab: WorkerLab, config: Pat
     assert allowed["status"] == "succeeded"
 
 
-async def test_parallel_execute_places_by_load_and_runs_at_once(worker_lab: WorkerLab, config: Path) -> None:
-    async with bridge_session(config) as session:
+async def test_parallel_execute_places_by_load_and_runs_at_once(worker_lab: WorkerLab, lab_config: Path) -> None:
+    async with bridge_session(lab_config) as session:
         started = time.monotonic()
         result = await call(session, "parallel_execute", commands=["sleep 2; hostname"] * 6 + ["reboot"])
         wall = time.monotonic() - started
@@ -106,8 +95,8 @@ async def test_parallel_execute_places_by_load_and_runs_at_once(worker_lab: Work
     assert wall < 12, f"6 x sleep 2 over 3 nodes took {wall:.1f}s"
 
 
-async def test_broadcast_on_a_pattern(worker_lab: WorkerLab, config: Path) -> None:
-    async with bridge_session(config) as session:
+async def test_broadcast_on_a_pattern(worker_lab: WorkerLab, lab_config: Path) -> None:
+    async with bridge_session(lab_config) as session:
         result = await call(session, "cluster_broadcast", command="hostname", pattern="tag_docker:&available")
         with pytest.raises(ToolFailed, match="no node matches"):
             await call(session, "cluster_broadcast", command="true", pattern="tag_nothing")
@@ -115,9 +104,9 @@ async def test_broadcast_on_a_pattern(worker_lab: WorkerLab, config: Path) -> No
     assert {r["node"]: r["stdout"].strip() for r in result["results"]} == {n: n for n in result["matched"]}
 
 
-async def test_timeout_kills_the_process_on_the_node(worker_lab: WorkerLab, config: Path) -> None:
+async def test_timeout_kills_the_process_on_the_node(worker_lab: WorkerLab, lab_config: Path) -> None:
     node = worker_lab.nodes[1]
-    async with bridge_session(config) as session:
+    async with bridge_session(lab_config) as session:
         result = await call(session, "offload_to", command="sleep 313; echo never", node_id=node.name, timeout_s=2)
     assert result["status"] == "timeout" and result["ok"] is False
     assert "never" not in result["stdout"]
@@ -125,17 +114,17 @@ async def test_timeout_kills_the_process_on_the_node(worker_lab: WorkerLab, conf
     assert left.stdout.strip() == "0", "the command must be killed on the node, not only abandoned"
 
 
-async def test_output_is_capped_keeping_head_and_tail(worker_lab: WorkerLab, config: Path) -> None:
-    async with bridge_session(config, JEXIDA_OUTPUT_CAP="65536") as session:
+async def test_output_is_capped_keeping_head_and_tail(worker_lab: WorkerLab, lab_config: Path) -> None:
+    async with bridge_session(lab_config, JEXIDA_OUTPUT_CAP="65536") as session:
         result = await call(session, "offload_to", command="seq 1 300000", node_id=worker_lab.nodes[0].name)
     assert result["truncated"] is True and result["status"] == "succeeded"
     assert result["stdout"].startswith("1\n2\n3\n") and result["stdout"].endswith("299999\n300000")
     assert result["stdout_bytes"] > 1_000_000 and len(result["stdout"]) < 70_000
 
 
-async def test_a_long_command_does_not_hold_up_a_short_one(worker_lab: WorkerLab, config: Path) -> None:
+async def test_a_long_command_does_not_hold_up_a_short_one(worker_lab: WorkerLab, lab_config: Path) -> None:
     finished: list[str] = []
-    async with bridge_session(config) as session:
+    async with bridge_session(lab_config) as session:
 
         async def run(name: str, command: str) -> None:
             await call(session, "offload_to", command=command, node_id=worker_lab.nodes[0].name)
@@ -148,8 +137,8 @@ async def test_a_long_command_does_not_hold_up_a_short_one(worker_lab: WorkerLab
     assert finished == ["short", "long"]
 
 
-async def test_status_and_node_tools(worker_lab: WorkerLab, config: Path) -> None:
-    async with bridge_session(config) as session:
+async def test_status_and_node_tools(worker_lab: WorkerLab, lab_config: Path) -> None:
+    async with bridge_session(lab_config) as session:
         status = await call(session, "cluster_status")
         listed = await call(session, "list_worker_nodes", tag="docker")
         one = await call(session, "get_worker_node", name=worker_lab.nodes[0].name)
@@ -164,15 +153,13 @@ async def test_status_and_node_tools(worker_lab: WorkerLab, config: Path) -> Non
 
 @pytest.fixture
 def stopped_node(worker_lab: WorkerLab) -> Iterator[lab.LabNode]:
-    node = worker_lab.nodes[0]
-    lab.podman("stop", "-t", "0", node.container)
-    yield node
-    lab.up(worker_lab.status.name, nodes=len(worker_lab.nodes))
+    with node_stopped(worker_lab, 0) as node:
+        yield node
 
 
-async def test_stopped_node_is_skipped_and_reported(worker_lab: WorkerLab, config: Path,
+async def test_stopped_node_is_skipped_and_reported(worker_lab: WorkerLab, lab_config: Path,
                                                     stopped_node: lab.LabNode) -> None:
-    async with bridge_session(config) as session:
+    async with bridge_session(lab_config) as session:
         result = await call(session, "cluster_bash", command="hostname")
         status = await call(session, "cluster_status")
         direct = await call(session, "offload_to", command="true", node_id=stopped_node.name)
@@ -200,11 +187,11 @@ def _post(port: int, headers: dict[str, str]) -> int:
     return status
 
 
-def test_http_transport_requires_the_token(config: Path) -> None:
+def test_http_transport_requires_the_token(lab_config: Path) -> None:
     port = _free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "jexida"), "serve", "--http", "--host", "127.0.0.1", "--port", str(port),
-         "--inventory", str(config)],
+         "--inventory", str(lab_config)],
         env=bridge_env(JEXIDA_TOKEN="s3cret-token"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -226,10 +213,10 @@ def test_http_transport_requires_the_token(config: Path) -> None:
         server.wait(timeout=10)
 
 
-def test_http_transport_off_loopback_needs_a_token(config: Path) -> None:
+def test_http_transport_off_loopback_needs_a_token(lab_config: Path) -> None:
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "jexida"), "serve", "--http", "--host", "0.0.0.0", "--port", "1",
-         "--inventory", str(config)],
+         "--inventory", str(lab_config)],
         env=bridge_env(), capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode != 0

@@ -8,16 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WorkerLab, ansible_cli, controller_key, ssh_run, write_jexida_config
+from conftest import WorkerLab, ansible_cli, as_jexida, node_stopped, write_jexida_config
 
 from mcp_bridge import lab
 
 pytestmark = pytest.mark.integration
 
 
-def graph(config: Path, *extra: str) -> dict[str, set[str]]:
+def graph(lab_config: Path, *extra: str) -> dict[str, set[str]]:
     """`ansible-inventory --graph` as {group: {hosts}}."""
-    proc = ansible_cli("ansible-inventory", "-i", str(config), "--graph", *extra)
+    proc = ansible_cli("ansible-inventory", "-i", str(lab_config), "--graph", *extra)
     assert proc.returncode == 0, proc.stderr
     groups: dict[str, set[str]] = {}
     current = None
@@ -31,8 +31,8 @@ def graph(config: Path, *extra: str) -> dict[str, set[str]]:
     return groups
 
 
-def host_facts(config: Path, *extra: str) -> dict[str, dict]:
-    proc = ansible_cli("ansible-inventory", "-i", str(config), "--list", *extra)
+def host_facts(lab_config: Path, *extra: str) -> dict[str, dict]:
+    proc = ansible_cli("ansible-inventory", "-i", str(lab_config), "--list", *extra)
     assert proc.returncode == 0, proc.stderr
     hostvars = json.loads(proc.stdout)["_meta"]["hostvars"]
 
@@ -48,13 +48,9 @@ def host_facts(config: Path, *extra: str) -> dict[str, dict]:
     return {name: plain(hv)["jexida_facts"] for name, hv in hostvars.items()}  # type: ignore[index]
 
 
-@pytest.fixture
-def config(worker_lab: WorkerLab, tmp_path: Path) -> Path:
-    return write_jexida_config(tmp_path / "lab.jexida.yml", worker_lab.registry)
 
-
-def test_graph_shows_tag_load_and_health_groups(worker_lab: WorkerLab, config: Path) -> None:
-    groups = graph(config)
+def test_graph_shows_tag_load_and_health_groups(worker_lab: WorkerLab, lab_config: Path) -> None:
+    groups = graph(lab_config)
     names = [node.name for node in worker_lab.nodes]
     assert groups["tag_gpu"] == {names[0]}
     assert groups["tag_docker"] == {names[0], names[1]}
@@ -65,8 +61,8 @@ def test_graph_shows_tag_load_and_health_groups(worker_lab: WorkerLab, config: P
         assert sum(name in groups[g] for g in load_groups) == 1
 
 
-def test_facts_are_real(worker_lab: WorkerLab, config: Path) -> None:
-    facts = host_facts(config)
+def test_facts_are_real(worker_lab: WorkerLab, lab_config: Path) -> None:
+    facts = host_facts(lab_config)
     node = worker_lab.nodes[0]
     mine = facts[node.name]
     assert mine["reachable"] is True and mine["error"] is None
@@ -75,24 +71,22 @@ def test_facts_are_real(worker_lab: WorkerLab, config: Path) -> None:
     assert mine["cpus"] >= 1 and mine["mem_total_mb"] > 0 and mine["disk_free_mb"] > 0
 
 
-def test_running_job_is_counted(worker_lab: WorkerLab, config: Path) -> None:
+def test_running_job_is_counted(worker_lab: WorkerLab, lab_config: Path) -> None:
     node = worker_lab.nodes[1]
     start = ("mkdir -p /opt/jexida-jobs/inv-test && (nohup sleep 120 >/dev/null 2>&1 & "
              "echo $! > /opt/jexida-jobs/inv-test/pid)")
-    key = controller_key()
-    proc = ssh_run(worker_lab.status, node, start, user="jexida", key=key)
+    proc = as_jexida(worker_lab, node, start)
     assert proc.returncode == 0, proc.stderr
     try:
-        facts = host_facts(config)
+        facts = host_facts(lab_config)
         assert facts[node.name]["running_jobs"] == 1
         assert facts[worker_lab.nodes[0].name]["running_jobs"] == 0
     finally:
-        ssh_run(worker_lab.status, node, "kill $(cat /opt/jexida-jobs/inv-test/pid); rm -rf /opt/jexida-jobs/inv-test",
-                user="jexida", key=key)
+        as_jexida(worker_lab, node, "kill $(cat /opt/jexida-jobs/inv-test/pid); rm -rf /opt/jexida-jobs/inv-test")
 
 
-def test_pattern_reaches_exactly_the_right_nodes(worker_lab: WorkerLab, config: Path) -> None:
-    proc = ansible_cli("ansible", "-i", str(config), "tag_docker:&available", "-m", "ansible.builtin.ping")
+def test_pattern_reaches_exactly_the_right_nodes(worker_lab: WorkerLab, lab_config: Path) -> None:
+    proc = ansible_cli("ansible", "-i", str(lab_config), "tag_docker:&available", "-m", "ansible.builtin.ping")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     reached = set(re.findall(r"^(\S+) \| SUCCESS", proc.stdout, re.MULTILINE))
     assert reached == {worker_lab.nodes[0].name, worker_lab.nodes[1].name}
@@ -100,19 +94,17 @@ def test_pattern_reaches_exactly_the_right_nodes(worker_lab: WorkerLab, config: 
 
 @pytest.fixture
 def stopped_node(worker_lab: WorkerLab) -> Iterator[lab.LabNode]:
-    node = worker_lab.nodes[2]
-    lab.podman("stop", "-t", "0", node.container)
-    yield node
-    lab.up(worker_lab.status.name, nodes=len(worker_lab.nodes))
+    with node_stopped(worker_lab, 2) as node:
+        yield node
 
 
 def test_stopped_node_is_unreachable_and_the_rest_are_probed(
-    worker_lab: WorkerLab, config: Path, stopped_node: lab.LabNode
+    worker_lab: WorkerLab, lab_config: Path, stopped_node: lab.LabNode
 ) -> None:
-    groups = graph(config)
+    groups = graph(lab_config)
     assert groups["unreachable"] == {stopped_node.name}
     assert groups["available"] == {worker_lab.nodes[0].name, worker_lab.nodes[1].name}
-    facts = host_facts(config)
+    facts = host_facts(lab_config)
     assert facts[stopped_node.name]["reachable"] is False
     assert facts[stopped_node.name]["error"]
 

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-from conftest import WorkerLab, controller_key, ssh_run, write_jexida_config
+from conftest import WorkerLab, as_jexida, node_stopped
 from mcp_client import ToolFailed, bridge_env, bridge_session, call
 
 from mcp_bridge import lab
@@ -22,18 +23,7 @@ from mcp_bridge.paths import jexida_home
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
-
-@pytest.fixture
-def config(worker_lab: WorkerLab, tmp_path: Path) -> Path:
-    return write_jexida_config(tmp_path / "jobs.jexida.yml", worker_lab.registry)
-
-
-def as_jexida(worker_lab: WorkerLab, node: lab.LabNode, command: str) -> subprocess.CompletedProcess[str]:
-    return ssh_run(worker_lab.status, node, command, user="jexida", key=controller_key())
 
 
 async def wait_for(session: object, job_id: str, statuses: tuple[str, ...], within_s: float = 90) -> dict:
@@ -45,8 +35,8 @@ async def wait_for(session: object, job_id: str, statuses: tuple[str, ...], with
         await anyio.sleep(1)
 
 
-def bridge_pids(config: Path) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", f"serve --inventory {config}"], capture_output=True, text=True,
+def bridge_pids(lab_config: Path) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", f"serve --inventory {lab_config}"], capture_output=True, text=True,
                            check=False)
     return [int(pid) for pid in found.stdout.split()]
 
@@ -58,8 +48,8 @@ def rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-async def test_submit_returns_running_then_succeeds_with_its_output(config: Path) -> None:
-    async with bridge_session(config) as session:
+async def test_submit_returns_running_then_succeeds_with_its_output(lab_config: Path) -> None:
+    async with bridge_session(lab_config) as session:
         submitted = await call(session, "submit_job", command="sleep 20; echo done", wait_s=1,
                                description="pytest: sleep 20")
         assert submitted["status"] == "running" and submitted["job_id"].startswith("j-")
@@ -72,13 +62,13 @@ async def test_submit_returns_running_then_succeeds_with_its_output(config: Path
     assert submitted["job_id"] in [j["job_id"] for j in listed["result"]]
 
 
-async def test_short_job_returns_its_full_result_and_reports_progress(config: Path) -> None:
+async def test_short_job_returns_its_full_result_and_reports_progress(lab_config: Path) -> None:
     messages: list[str] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         messages.append(message or "")
 
-    async with bridge_session(config) as session:
+    async with bridge_session(lab_config) as session:
         result = await session.call_tool(
             "submit_job", {"command": "for i in 1 2 3 4 5 6; do echo tick $i; sleep 1; done; echo err >&2; exit 2",
                            "wait_s": 30}, progress_callback=on_progress)
@@ -89,8 +79,8 @@ async def test_short_job_returns_its_full_result_and_reports_progress(config: Pa
     assert any("tick" in m for m in messages) and all(job["job_id"] in m for m in messages)
 
 
-async def test_bad_job_input_is_a_clear_error(config: Path) -> None:
-    async with bridge_session(config) as session:
+async def test_bad_job_input_is_a_clear_error(lab_config: Path) -> None:
+    async with bridge_session(lab_config) as session:
         with pytest.raises(ToolFailed, match="bad job id"):
             await call(session, "get_job", job_id="../../etc/passwd")
         with pytest.raises(ToolFailed, match="unknown job"):
@@ -101,27 +91,27 @@ async def test_bad_job_input_is_a_clear_error(config: Path) -> None:
             await call(session, "submit_job", command="true", node_name="nope")
 
 
-async def test_job_survives_a_killed_bridge_and_its_real_rc_is_collected(config: Path) -> None:
+async def test_job_survives_a_killed_bridge_and_its_real_rc_is_collected(lab_config: Path) -> None:
     try:
-        async with bridge_session(config) as session:
+        async with bridge_session(lab_config) as session:
             submitted = await call(session, "submit_job", command="sleep 8; echo finishing; exit 3", wait_s=0)
             assert submitted["status"] == "running"
-            pids = bridge_pids(config)
+            pids = bridge_pids(lab_config)
             assert pids, "the bridge process was not found"
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
             await anyio.sleep(1)
     except Exception:  # the session breaks with the killed server: that is the point
         pass
-    async with bridge_session(config) as session:
+    async with bridge_session(lab_config) as session:
         job = await wait_for(session, submitted["job_id"], ("failed", "succeeded", "lost"))
     assert job["status"] == "failed" and job["rc"] == 3, job
     assert job["last_lines"] == ["finishing"]
 
 
-async def test_cancel_stops_the_whole_tree_on_the_node(worker_lab: WorkerLab, config: Path) -> None:
+async def test_cancel_stops_the_whole_tree_on_the_node(worker_lab: WorkerLab, lab_config: Path) -> None:
     node = worker_lab.nodes[2]
-    async with bridge_session(config) as session:
+    async with bridge_session(lab_config) as session:
         submitted = await call(session, "submit_job", command="sleep 611 & sleep 612; wait", node_name=node.name,
                                wait_s=1)
         assert as_jexida(worker_lab, node, "pgrep -fc 'sleep 61[12]'").stdout.strip() == "2"
@@ -136,11 +126,11 @@ async def test_cancel_stops_the_whole_tree_on_the_node(worker_lab: WorkerLab, co
     assert left.stdout.strip() == "none", "processes of the canceled job are still running"
 
 
-async def test_huge_output_keeps_the_bridge_small_and_reads_anywhere(worker_lab: WorkerLab, config: Path) -> None:
+async def test_huge_output_keeps_the_bridge_small_and_reads_anywhere(worker_lab: WorkerLab, lab_config: Path) -> None:
     node = worker_lab.nodes[0]
-    async with bridge_session(config) as session:
+    async with bridge_session(lab_config) as session:
         await call(session, "cluster_status")
-        pid = bridge_pids(config)[0]
+        pid = bridge_pids(lab_config)[0]
         before = rss_kb(pid)
         job = await call(session, "submit_job", command="seq 1 14000000", node_name=node.name, wait_s=60)
         after = rss_kb(pid)
@@ -155,8 +145,8 @@ async def test_huge_output_keeps_the_bridge_small_and_reads_anywhere(worker_lab:
     assert (after - before) < 30 * 1024, f"bridge RSS grew by {(after - before) / 1024:.1f} MB"
 
 
-async def test_twenty_jobs_at_once_are_placed_by_load(worker_lab: WorkerLab, config: Path) -> None:
-    async with bridge_session(config) as session:
+async def test_twenty_jobs_at_once_are_placed_by_load(worker_lab: WorkerLab, lab_config: Path) -> None:
+    async with bridge_session(lab_config) as session:
         submitted: list[dict] = []
 
         async def submit(index: int) -> None:
@@ -173,14 +163,14 @@ async def test_twenty_jobs_at_once_are_placed_by_load(worker_lab: WorkerLab, con
 
 
 @pytest.fixture
-def node_to_stop(worker_lab: WorkerLab) -> lab.LabNode:
-    yield worker_lab.nodes[1]
-    lab.up(worker_lab.status.name, nodes=len(worker_lab.nodes))
+def node_to_stop(worker_lab: WorkerLab) -> Iterator[lab.LabNode]:
+    with node_stopped(worker_lab, 1) as node:
+        yield node
 
 
-async def test_node_stopped_mid_job_loses_the_job_with_a_reason(worker_lab: WorkerLab, config: Path,
+async def test_node_stopped_mid_job_loses_the_job_with_a_reason(worker_lab: WorkerLab, lab_config: Path,
                                                                 node_to_stop: lab.LabNode) -> None:
-    async with bridge_session(config) as session:
+    async with bridge_session(lab_config) as session:
         job = await call(session, "submit_job", command="sleep 120", node_name=node_to_stop.name, wait_s=0)
         lab.podman("stop", "-t", "0", node_to_stop.container)
         lost = await wait_for(session, job["job_id"], ("lost", "failed"), within_s=60)
