@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -91,6 +92,7 @@ def _show_result(result: models.CommandResult, as_json: bool, header: bool = Fal
         print(f"== {result.node or '-'}: {result.status} (rc={result.rc})")
     if result.stdout:
         sys.stdout.write(result.stdout if result.stdout.endswith("\n") else result.stdout + "\n")
+    sys.stdout.flush()  # keep the command's output before our notes on a shared terminal
     if result.stderr:
         sys.stderr.write(result.stderr if result.stderr.endswith("\n") else result.stderr + "\n")
     if result.status != "succeeded" or not header:
@@ -108,6 +110,9 @@ def _tags(value: str | None) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.node:
+        # A named node needs no live facts: list the registry without probing every node.
+        os.environ.setdefault("JEXIDA_INVENTORY_PROBE", "false")
     cluster = _cluster(args)
     if args.node:
         result = cluster.offload(args.cmd, args.node, args.timeout)

@@ -12,7 +12,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +119,7 @@ class Cluster:
         self._runs = threading.BoundedSemaphore(MAX_PARALLEL_RUNS)
         self._jobs: Any = None
         init_ansible()
+        execution.skip_idle_wait_after_exit()
 
     @property
     def jobs(self) -> Any:
@@ -159,7 +159,11 @@ class Cluster:
                 inventory=runner_inventory([node]), host_pattern=node.name, command=command,
                 timeout_s=timeout_s, output_cap=self.config.output_cap,
             )
-        result = outcome.hosts.get(node.name)
+        return self._result(node, command, timeout_s, outcome, routing_info, outcome.hosts.get(node.name))
+
+    def _result(self, node: Node, command: str, timeout_s: int, outcome: execution.RunOutcome,
+                routing_info: models.Routing | None, result: execution.HostResult | None) -> models.CommandResult:
+        """One host's outcome as a CommandResult, with a message saying what went wrong."""
         if result is None:  # Ansible ended before the host reported (killed, bad inventory)
             status = "timeout" if outcome.runner_status == "timeout" else "failed"
             message = f"ansible-runner ended with status {outcome.runner_status} and no result for {node.name}"
@@ -246,22 +250,25 @@ class Cluster:
                 runnable.append(index)
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
         placements = routing.place_many(requirements, len(runnable), self._views(), self.in_flight.snapshot())
-        jobs: list[tuple[int, Node | None, models.Routing]] = []
+        placed: list[tuple[int, Node, models.Routing]] = []
         for index, decision in zip(runnable, placements, strict=True):
-            node = self.directory.get(decision.node) if decision.node else None
-            jobs.append((index, node, _routing_model(decision)))
-
-        def work(job: tuple[int, Node | None, models.Routing]) -> tuple[int, models.CommandResult]:
-            index, node, info = job
-            if node is None:
-                return index, models.CommandResult(command=commands[index], ok=False, status="unreachable",
-                                                   message=info.reason, routing=info)
-            return index, self._execute(node, commands[index], timeout_s, info)
-
-        if jobs:
-            with ThreadPoolExecutor(max_workers=min(len(jobs), MAX_PARALLEL_RUNS)) as pool:
-                for index, result in pool.map(work, jobs):
-                    results[index] = self._log_result(result)
+            info = _routing_model(decision)
+            if decision.node is None:
+                results[index] = self._log_result(models.CommandResult(
+                    command=commands[index], ok=False, status="unreachable", message=info.reason, routing=info))
+            else:
+                placed.append((index, self.directory.get(decision.node), info))
+        if placed:
+            # One Ansible run for the whole batch: each command on its node, all at once.
+            aliases = {f"{node.name}__cmd{index}": (index, node, info) for index, node, info in placed}
+            with self._runs, self.in_flight.hold(*(node.name for _, node, _ in placed)):
+                outcome = execution.run_shell_batch(
+                    [(alias, node.connection_vars, commands[index]) for alias, (index, node, _) in aliases.items()],
+                    timeout_s=timeout_s, output_cap=self.config.output_cap,
+                )
+            for alias, (index, node, info) in aliases.items():
+                result = self._result(node, commands[index], timeout_s, outcome, info, outcome.hosts.get(alias))
+                results[index] = self._log_result(result)
         done = [r for r in results if r is not None]
         return models.ParallelResult(
             results=done, duration_ms=int((time.monotonic() - started) * 1000),
@@ -283,21 +290,8 @@ class Cluster:
                     inventory=runner_inventory(nodes), host_pattern="all", command=command,
                     timeout_s=timeout_s, output_cap=self.config.output_cap,
                 )
-            results = []
-            for name in names:
-                host = outcome.hosts.get(name)
-                if host is None:
-                    results.append(models.CommandResult(node=name, command=command, ok=False, status="failed",
-                                                        message=f"no result ({outcome.runner_status})"))
-                    continue
-                if host.status == "unreachable":
-                    self.directory.mark_unreachable(name, host.msg.strip())
-                results.append(models.CommandResult(
-                    node=name, command=command, rc=host.rc, ok=host.ok, status=host.status, stdout=host.stdout,
-                    stderr=host.stderr, duration_ms=outcome.duration_ms, truncated=host.truncated,
-                    stdout_bytes=host.stdout_bytes, stderr_bytes=host.stderr_bytes,
-                    message=host.msg.strip() if host.status == "unreachable" else "",
-                ))
+            results = [self._result(node, command, timeout_s, outcome, None, outcome.hosts.get(node.name))
+                       for node in nodes]
             self._audit("broadcast", command=command, nodes=names, decision="allowed",
                         rc=max((r.rc or 0) for r in results) if results else None, pattern=pattern)
         return models.BroadcastResult(

@@ -188,8 +188,31 @@ def http_app(cluster: Cluster, host: str, port: int, token: str | None) -> Any:
     return BearerTokenMiddleware(app, token) if token else app
 
 
+def return_freed_memory_to_the_os() -> None:
+    """Make glibc hand large freed buffers back at once instead of keeping them in the heap.
+
+    A capped result still passes through ansible-runner as a few MB of JSON; with glibc's
+    dynamic mmap threshold those buffers end up in the heap and a long-running bridge keeps
+    them. Fixed thresholds keep the resident size near its idle value (measured in bench/).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 256 * 1024)
+        libc.mallopt(m_trim_threshold, 1024 * 1024)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+
+
 def serve(inventory: str | None, http: bool = False, host: str = "127.0.0.1", port: int = 8765) -> None:
     face = "mcp-http" if http else "mcp-stdio"
+    return_freed_memory_to_the_os()
     cluster = Cluster(BridgeConfig.from_env(inventory, face=face))
     cluster.jobs.start_monitor()  # re-attach to jobs that were running before a restart
     if not http:

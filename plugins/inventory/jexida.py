@@ -101,7 +101,7 @@ options:
   forks:
     description: How many nodes are probed at the same time.
     type: int
-    default: 32
+    default: 64
   thresholds:
     description:
       - Edges of the load groups (see the description). Keys left out keep their default.
@@ -219,12 +219,14 @@ jexida_probe() {
   LC_ALL=C; export LC_ALL
   job_dir=@JOB_DIR@
   echo '@BEGIN@'
-  os=$(uname -s 2>/dev/null)
+  set -- $(uname -sm 2>/dev/null)
+  os=$1
   echo "os=$os"
-  echo "arch=$(uname -m 2>/dev/null)"
+  echo "arch=$2"
   case $os in
     Linux)
-      echo "loadavg=$(cat /proc/loadavg)"
+      read -r loadavg < /proc/loadavg
+      echo "loadavg=$loadavg"
       echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc --all 2>/dev/null || nproc)"
       mt='' ma='' mf=0 mb=0 mc=0
       while read -r key value _; do
@@ -241,7 +243,7 @@ jexida_probe() {
       echo "mem_total_kb=$mt"
       echo "mem_available_kb=$ma"
       read -r s1 < /proc/stat
-      sleep 0.15 2>/dev/null || sleep 1
+      sleep 0.1 2>/dev/null || sleep 1
       read -r s2 < /proc/stat
       echo "cpu_stat_1=$s1"
       echo "cpu_stat_2=$s2"
@@ -554,7 +556,7 @@ class ProbeSettings:
     connect_timeout: int = 2
     deadline: float = 10.0
     retries: int = 1
-    forks: int = 32
+    forks: int = 64
     ssh_defaults: dict[str, Any] = field(default_factory=dict)
 
 
