@@ -38,7 +38,10 @@ CONTROLLER_GRACE_S = 30
 # is spooled to files on the node and only head + tail come back, so neither the network
 # nor the bridge ever holds more than the cap. `timeout` kills the command's whole process
 # group on the node when the time is up.
-_WRAPPER = (Path(__file__).parent / "run_wrapper.sh").read_text()
+# The comments stay in the file; the node gets only the code.
+_WRAPPER = "\n".join(
+    line for line in (Path(__file__).parent / "run_wrapper.sh").read_text().splitlines() if not line.startswith("#")
+)
 
 
 def wrap_command(command: str, timeout_s: int, output_cap: int = DEFAULT_OUTPUT_CAP) -> str:
