@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import WORKER_TAGS, WorkerLab, run_bootstrap, ssh_run
+from conftest import WORKER_TAGS, WorkerLab, controller_key, run_bootstrap, ssh_run
 
 from mcp_bridge import lab
 from mcp_bridge.paths import jexida_home
@@ -120,3 +121,32 @@ def test_check_mode_on_a_fresh_node_changes_nothing(tmp_path: Path) -> None:
         assert not (tmp_path / "nodes.yml").exists()
     finally:
         lab.down("pytest-check")
+
+
+def test_sudo_user_with_become(tmp_path: Path) -> None:
+    """Admin access through a sudo user (`-u admin --become`), the way many servers are handed over."""
+    fresh = lab.up("pytest-sudo", nodes=1)
+    node = fresh.nodes[0]
+    try:
+        lab.podman("exec", node.container, "sh", "-c",
+                   "useradd -m -s /bin/bash admin && mkdir -p /home/admin/.ssh && "
+                   "cp /root/.ssh/authorized_keys /home/admin/.ssh/ && chown -R admin: /home/admin/.ssh && "
+                   "echo 'admin ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/admin && chmod 0440 /etc/sudoers.d/admin")
+        registry = tmp_path / "nodes.yml"
+        # -e ansible_user would also override the check that logs in as jexida: refused up front.
+        refused = run_bootstrap(fresh.inventory, "-e", "ansible_user=admin", "--become",
+                                "-e", f"jexida_registry={registry}")
+        assert refused.returncode != 0 and "Set the admin user in the inventory" in refused.stdout
+        assert recap(refused.stdout)[node.name]["changed"] == 0
+        inventory = yaml.safe_load(Path(fresh.inventory).read_text())
+        inventory["all"]["vars"]["ansible_user"] = "admin"
+        admin_inventory = tmp_path / "admin.yml"
+        admin_inventory.write_text(yaml.safe_dump(inventory))
+        run = run_bootstrap(admin_inventory, "--become", "-e", f"jexida_registry={registry}")
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert f"{node.name}: worker ready" in run.stdout
+        assert yaml.safe_load(registry.read_text())["nodes"][0]["user"] == "jexida"
+        assert registry.stat().st_uid == os.getuid()
+        assert ssh_run(fresh, node, "id -un", user="jexida", key=controller_key()).stdout.strip() == "jexida"
+    finally:
+        lab.down("pytest-sudo")
