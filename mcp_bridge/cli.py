@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from mcp_bridge import lab, models
 from mcp_bridge.core import BridgeConfig, BridgeError, Cluster
-from mcp_bridge.jobs import JobError
+from mcp_bridge.jobs import JobError, JobInfo, JobResult
 from mcp_bridge.nodes import NodeError
 
 # Exit codes for outcomes that are not the remote command's own rc.
@@ -210,10 +210,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _show_job(info: object, as_json: bool) -> int:
-    from mcp_bridge.jobs import JobInfo, JobResult
-
-    assert isinstance(info, JobInfo)
+def _show_job(info: JobInfo, as_json: bool) -> int:
     if as_json:
         _print_json(info.model_dump())
     else:

@@ -23,7 +23,7 @@ from mcp_bridge import execution, models, routing
 from mcp_bridge.audit import AuditLog
 from mcp_bridge.nodes import Node, NodeDirectory, NodeError, init_ansible, runner_inventory
 from mcp_bridge.paths import REPO_ROOT, jexida_home
-from mcp_bridge.policy import CommandPolicy
+from mcp_bridge.policy import CommandPolicy, PolicyDecision
 
 DEFAULT_INVENTORY = REPO_ROOT / "inventory" / "controller.jexida.yml"
 BOOTSTRAP_PLAYBOOK = REPO_ROOT / "playbooks" / "bootstrap.yml"
@@ -127,7 +127,8 @@ class Cluster:
         if self._jobs is None:
             from mcp_bridge.jobs import JobManager
 
-            self._jobs = JobManager(self, retention_days=float(os.environ.get("JEXIDA_JOB_RETENTION_DAYS", 30)))
+            self._jobs = JobManager(self, retention_days=float(os.environ.get("JEXIDA_JOB_RETENTION_DAYS", 30)),
+                                    lost_after_s=float(os.environ.get("JEXIDA_JOB_LOST_AFTER", 30)))
         return self._jobs
 
     # --- helpers ------------------------------------------------------------------------
@@ -135,15 +136,27 @@ class Cluster:
     def _audit(self, action: str, **fields: Any) -> None:
         self.audit.append(face=self.config.face, caller=self.config.caller, action=action, **fields)
 
-    def _check_timeout(self, timeout_s: int) -> int:
+    def check_timeout(self, timeout_s: int) -> int:
         if not 1 <= int(timeout_s) <= 7 * 24 * 3600:
             raise BridgeError(f"timeout_s must be between 1 and 604800 seconds, got {timeout_s}")
         return int(timeout_s)
 
-    def _rejected(self, command: str) -> models.CommandResult | None:
+    def check_command(self, command: str) -> PolicyDecision:
+        """The policy's decision on a command (empty commands are a caller error)."""
         if not command.strip():
             raise BridgeError("the command is empty: pass the shell command to run")
-        decision = self.policy.check(command)
+        return self.policy.check(command)
+
+    def busy(self) -> dict[str, int]:
+        """Work on each node that its last probe cannot have counted: commands running now through
+        this bridge, and tracked jobs started (or being started) since that probe."""
+        counts = Counter(self.in_flight.snapshot())
+        if self._jobs is not None:
+            counts.update(self._jobs.jobs_in_flight())
+        return dict(counts)
+
+    def _rejected(self, command: str) -> models.CommandResult | None:
+        decision = self.check_command(command)
         if decision.allowed:
             return None
         self._audit("command", command=command, decision=f"rejected:{decision.rule}")
@@ -189,7 +202,8 @@ class Cluster:
                     decision="allowed", rc=result.rc, status=result.status)
         return result
 
-    def _views(self) -> list[routing.NodeView]:
+    def views(self) -> list[routing.NodeView]:
+        """The nodes as the routing function sees them."""
         return [_node_view(n) for n in self.directory.snapshot().nodes.values()]
 
     # --- commands -----------------------------------------------------------------------
@@ -197,14 +211,14 @@ class Cluster:
     def run(self, command: str, requires_os: str | None = None, requires_arch: str | None = None,
             requires_tags: Sequence[str] = (), timeout_s: int = 300) -> models.CommandResult:
         """Route to the best capable node and run; one retry elsewhere if the node is unreachable."""
-        timeout_s = self._check_timeout(timeout_s)
+        timeout_s = self.check_timeout(timeout_s)
         rejected = self._rejected(command)
         if rejected:
             return rejected
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
         tried: list[str] = []
         while True:
-            decision = routing.choose_node(requirements, self._views(), self.in_flight.snapshot())
+            decision = routing.choose_node(requirements, self.views(), self.busy())
             info = _routing_model(decision)
             if tried:
                 info.reason = f"{info.reason} (after {', '.join(tried)} turned out unreachable)"
@@ -219,7 +233,7 @@ class Cluster:
 
     def offload(self, command: str, node_name: str, timeout_s: int = 300) -> models.CommandResult:
         """Run on a named node (it must exist; an unreachable one reports so)."""
-        timeout_s = self._check_timeout(timeout_s)
+        timeout_s = self.check_timeout(timeout_s)
         node = self.directory.get(node_name)
         rejected = self._rejected(command)
         if rejected:
@@ -236,7 +250,7 @@ class Cluster:
     def parallel(self, commands: Sequence[str], requires_os: str | None = None, requires_arch: str | None = None,
                  requires_tags: Sequence[str] = (), timeout_s: int = 300) -> models.ParallelResult:
         """Run all commands at once, placed by load; a rejected command fails alone."""
-        timeout_s = self._check_timeout(timeout_s)
+        timeout_s = self.check_timeout(timeout_s)
         if not commands:
             raise BridgeError("commands is empty: pass at least one command")
         started = time.monotonic()
@@ -249,7 +263,7 @@ class Cluster:
             else:
                 runnable.append(index)
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
-        placements = routing.place_many(requirements, len(runnable), self._views(), self.in_flight.snapshot())
+        placements = routing.place_many(requirements, len(runnable), self.views(), self.busy())
         placed: list[tuple[int, Node, models.Routing]] = []
         for index, decision in zip(runnable, placements, strict=True):
             info = _routing_model(decision)
@@ -277,7 +291,7 @@ class Cluster:
 
     def broadcast(self, command: str, pattern: str, timeout_s: int = 300) -> models.BroadcastResult:
         """Run on every node matching an Ansible host pattern, in one Ansible run."""
-        timeout_s = self._check_timeout(timeout_s)
+        timeout_s = self.check_timeout(timeout_s)
         names = self.directory.match(pattern)
         started = time.monotonic()
         rejected = self._rejected(command)
@@ -333,9 +347,8 @@ class Cluster:
 
     def check_node(self, name: str, detailed: bool = False) -> models.NodeCheck:
         """Probe the node now (one SSH round trip); with detailed, also check its job dirs through Ansible."""
-        self.directory.get(name)
-        node = self.directory.refresh().nodes[name]
-        facts = node.facts
+        facts = self.directory.probe(name)
+        node = self.directory.get(name)
         check = models.NodeCheck(name=name, reachable=bool(facts.get("reachable")), latency_ms=facts.get("probe_ms"),
                                  error=facts.get("error"), address=facts.get("address"))
         if detailed and check.reachable:
@@ -378,7 +391,7 @@ class Cluster:
         except registry.RegistryError as exc:
             raise BridgeError(str(exc)) from exc
         self._audit("register", nodes=[name], changed=changed)
-        self.directory.refresh()
+        self.directory.invalidate()
         return models.RegisterResult(name=name, changed=changed, created=name not in existing,
                                      registry=str(path), node=stored)
 
@@ -397,11 +410,12 @@ class Cluster:
     def remove_node(self, name: str) -> bool:
         from ansible_collections.jexida.cluster.plugins.module_utils import registry  # type: ignore[import-not-found]
 
-        removed = registry.remove_node(str(self.registry_path()), name)
+        path = self.registry_path()
+        removed = registry.remove_node(str(path), name)
         if not removed:
-            raise NodeError(f"no node {name!r} in the registry {self.registry_path()}")
+            raise NodeError(f"no node {name!r} in the registry {path}")
         self._audit("remove", nodes=[name])
-        self.directory.refresh()
+        self.directory.invalidate()
         return removed
 
     def provision(self, name: str, dry_run: bool = True) -> models.ProvisionResult:
@@ -420,7 +434,7 @@ class Cluster:
         message = report or ("" if ok else f"ansible-runner status {outcome.runner_status}")
         self._audit("provision", nodes=[name], dry_run=dry_run, rc=outcome.runner_rc)
         if not dry_run:
-            self.directory.refresh()
+            self.directory.invalidate()  # bootstrap rewrote the node's registry entry
         return models.ProvisionResult(
             name=name, dry_run=dry_run, ok=ok and not failed, status=outcome.runner_status, tasks=tasks,
             recap=outcome.recap.get(name, {}), message=message,

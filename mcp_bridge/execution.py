@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -138,7 +138,15 @@ def runner_root() -> Path:
     return root
 
 
-def ansible_envvars(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def _new_private_dir() -> Path:
+    """A private data folder of its own for one ansible-runner call (calls never share runner files)."""
+    _ensure_ansible_on_path()
+    private_dir = runner_root() / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    private_dir.mkdir(mode=0o700)
+    return private_dir
+
+
+def ansible_envvars() -> dict[str, str]:
     """The environment every run gets: the suite's ansible.cfg and collections."""
     env = {
         "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
@@ -150,8 +158,6 @@ def ansible_envvars(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         # capped command result (head + tail of both streams, and stdout_lines again) must fit.
         "MAX_EVENT_RES": str(MAX_EVENT_RES),
     }
-    if extra:
-        env.update(extra)
     return env
 
 
@@ -223,18 +229,12 @@ def run_module(
     module_args: str = "",
     timeout_s: int | None = None,
     forks: int = 50,
-    envvars: Mapping[str, str] | None = None,
-    cancel: Callable[[], bool] | None = None,
 ) -> RunOutcome:
     """Run one module ad-hoc on the hosts matching ``host_pattern`` and return per-host results.
 
     Call it from a worker thread, never from an event loop: it blocks until Ansible ends.
     """
-    _ensure_ansible_on_path()
-    root = runner_root()
-    ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    private_dir = root / ident
-    private_dir.mkdir(mode=0o700)
+    private_dir = _new_private_dir()
     results: dict[str, HostResult] = {}
 
     def on_event(event: dict[str, Any]) -> bool:
@@ -254,11 +254,10 @@ def run_module(
         module=module,
         module_args=module_args,
         forks=forks,
-        envvars=ansible_envvars(envvars),
+        envvars=ansible_envvars(),
         timeout=timeout_s,
         quiet=True,
         event_handler=on_event,
-        cancel_callback=cancel,
         suppress_env_files=True,
     )
     duration_ms = int((time.monotonic() - started) * 1000)
@@ -266,7 +265,7 @@ def run_module(
         for host, result in results.items():
             if result.status == "failed":
                 results[host].status = "timeout"
-    _rotate_runner_dirs(root)
+    _rotate_runner_dirs(private_dir.parent)
     return RunOutcome(
         hosts=results,
         runner_status=str(runner.status),
@@ -283,19 +282,16 @@ def run_shell(
     command: str,
     timeout_s: int = 300,
     output_cap: int = DEFAULT_OUTPUT_CAP,
-    envvars: Mapping[str, str] | None = None,
 ) -> RunOutcome:
     """Run a shell command on every host matching the pattern, stopped on the node at ``timeout_s``."""
     script = wrap_command(command, timeout_s, output_cap)
-    outcome = run_module(
+    return run_module(
         inventory=inventory,
         host_pattern=host_pattern,
         module="ansible.builtin.shell",
         module_args=encoded_script(script),
         timeout_s=timeout_s + CONTROLLER_GRACE_S if timeout_s > 0 else None,
-        envvars=envvars,
     )
-    return outcome
 
 
 def run_shell_batch(
@@ -350,13 +346,9 @@ def run_playbook(
     extravars: Mapping[str, Any] | None = None,
     check: bool = False,
     timeout_s: int | None = 1800,
-    envvars: Mapping[str, str] | None = None,
 ) -> PlaybookOutcome:
     """Run a playbook through ansible-runner and summarise it task by task."""
-    _ensure_ansible_on_path()
-    root = runner_root()
-    private_dir = root / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    private_dir.mkdir(mode=0o700)
+    private_dir = _new_private_dir()
     tasks: list[TaskEvent] = []
     recap: dict[str, dict[str, int]] = {}
     statuses = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_skipped": "skipped",
@@ -394,26 +386,12 @@ def run_playbook(
         limit=limit,
         extravars=dict(extravars or {}),
         cmdline="--check" if check else None,
-        envvars=ansible_envvars(envvars),
+        envvars=ansible_envvars(),
         timeout=timeout_s,
         quiet=True,
         event_handler=on_event,
         suppress_env_files=True,
     )
-    _rotate_runner_dirs(root)
+    _rotate_runner_dirs(private_dir.parent)
     return PlaybookOutcome(tasks=tasks, recap=recap, runner_status=str(runner.status), runner_rc=runner.rc,
                            duration_ms=int((time.monotonic() - started) * 1000))
-
-
-def describe(outcome: RunOutcome) -> str:
-    """A readable one-line-per-host summary."""
-    lines = []
-    for host in sorted(outcome.hosts):
-        result = outcome.hosts[host]
-        detail = result.stdout.strip() or result.msg.strip() or result.stderr.strip()
-        if not detail and "ping" in result.result:
-            detail = str(result.result["ping"])
-        lines.append(f"{host:<20} {result.status:<12} {detail.splitlines()[0] if detail else ''}")
-    return "\n".join(lines)
-
-

@@ -265,7 +265,7 @@ class JobStore:
 
 def _info(row: sqlite3.Row, model: type[JobInfo] = JobInfo) -> JobInfo:
     stdout = row["stdout"] or ""
-    last = [line for line in stdout.splitlines()[-5:]] if stdout else ([row["last_line"]] if row["last_line"] else [])
+    last = stdout.splitlines()[-5:] if stdout else ([row["last_line"]] if row["last_line"] else [])
     data: dict[str, Any] = dict(
         job_id=row["job_id"], status=row["status"], node=row["node"], command=row["command"],
         description=row["description"], rc=row["rc"], created_at=row["created_at"], started_at=row["started_at"],
@@ -280,7 +280,8 @@ def _info(row: sqlite3.Row, model: type[JobInfo] = JobInfo) -> JobInfo:
 class JobManager:
     """Submit, track, read and cancel jobs; shared by the MCP tools and the CLI."""
 
-    def __init__(self, cluster: Any, retention_days: float = 30, poll_interval_s: float = 2.0) -> None:
+    def __init__(self, cluster: Any, retention_days: float = 30, poll_interval_s: float = 2.0,
+                 lost_after_s: float = 30.0) -> None:
         self.cluster = cluster
         self.store = JobStore(cluster.config.home / "jobs.db")
         self.poll_interval_s = poll_interval_s
@@ -288,6 +289,8 @@ class JobManager:
         self._pending: Counter[str] = Counter()
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
+        self._unreachable_since: dict[str, float] = {}
+        self.lost_after_s = lost_after_s
         self.store.purge(retention_days)
 
     # --- placement ------------------------------------------------------------------------
@@ -309,11 +312,7 @@ class JobManager:
             if not node.active:
                 raise JobError(f"{node.name} is inactive in the registry: activate it or pick another node")
             return node, "named by the caller"
-        in_flight = Counter(self.cluster.in_flight.snapshot())
-        in_flight.update(self.jobs_in_flight())
-        views = [routing.NodeView(name=n.name, active=n.active, tags=tuple(n.tags), facts=n.facts)
-                 for n in self.cluster.directory.snapshot().nodes.values()]
-        decision = routing.choose_node(requirements, views, dict(in_flight))
+        decision = routing.choose_node(requirements, self.cluster.views(), self.cluster.busy())
         if decision.node is None:
             raise JobError(decision.reason)
         return self.cluster.directory.get(decision.node), decision.reason
@@ -330,14 +329,11 @@ class JobManager:
                requires_arch: str | None = None, requires_tags: tuple[str, ...] | list[str] = (),
                description: str = "", timeout_s: int = 3600, wait_s: float = 10,
                on_progress: Callable[[JobInfo], None] | None = None) -> JobResult:
-        if not command.strip():
-            raise JobError("the command is empty: pass the shell command to run")
-        if not 1 <= timeout_s <= 7 * 24 * 3600:
-            raise JobError(f"timeout_s must be between 1 and 604800 seconds, got {timeout_s}")
+        timeout_s = self.cluster.check_timeout(timeout_s)
         if not 0 <= wait_s <= 600:
             raise JobError(f"wait_s must be between 0 and 600 seconds, got {wait_s}")
         job_id = new_job_id()
-        decision = self.cluster.policy.check(command)
+        decision = self.cluster.check_command(command)
         if not decision.allowed:
             self.cluster._audit("submit", command=command, decision=f"rejected:{decision.rule}", job_id=job_id)
             raise JobError(f"rejected by policy rule {decision.rule}: {decision.reason}")
@@ -388,7 +384,7 @@ class JobManager:
         rows = [self.store.get(job_id) for job_id in job_ids]
         by_node: dict[str, list[sqlite3.Row]] = {}
         for row in rows:
-            if row["status"] in ("running", "lost") and row["node"]:
+            if row["status"] == "running" and row["node"]:
                 by_node.setdefault(row["node"], []).append(row)
         for node_name, node_rows in by_node.items():
             self._poll_node(node_name, node_rows)
@@ -405,11 +401,15 @@ class JobManager:
         outcome = self._shell(node, _fill(_POLL, IDS=ids))
         result = outcome.hosts.get(node.name)
         if result is None or result.status == "unreachable" or not result.ok:
+            # A blip is not a loss: the job may still be running there. Only a node that stays
+            # unreachable for lost_after_s loses its jobs.
             why = (result.msg or result.stderr).strip() if result else outcome.runner_status
-            for row in rows:
-                if row["status"] == "running":
-                    self._lose(row, f"node {node_name} unreachable: {why}")
+            since = self._unreachable_since.setdefault(node_name, time.monotonic())
+            if time.monotonic() - since >= self.lost_after_s:
+                for row in rows:
+                    self._lose(row, f"node {node_name} unreachable for {self.lost_after_s:.0f}s: {why}")
             return
+        self._unreachable_since.pop(node_name, None)
         states = {}
         for line in result.stdout.splitlines():
             try:
@@ -422,7 +422,7 @@ class JobManager:
             self._apply(node, row, state)
 
     def _lose(self, row: sqlite3.Row, reason: str) -> None:
-        if row["status"] == "running":
+        if row["status"] == "running":  # a job that already ended keeps its real result
             self.store.update(row["job_id"], status="lost", error=reason, ended_at=_now())
             self.cluster._audit("job-lost", job_id=row["job_id"], nodes=[row["node"]], reason=reason)
 

@@ -158,6 +158,27 @@ class NodeDirectory:
         except Exception as exc:  # a failed background probe keeps the old snapshot
             print(f"jexida: background inventory refresh failed: {exc}", flush=True, file=sys.stderr)
 
+    def invalidate(self) -> None:
+        """Forget the snapshot (the registry changed): the next call reads the inventory again."""
+        with self._lock:
+            self._snapshot = None
+
+    def probe(self, name: str) -> dict[str, Any]:
+        """Probe one node now, with the inventory plugin's own probe (one SSH round trip), and record it."""
+        from ansible_collections.jexida.cluster.plugins.inventory import jexida  # type: ignore[import-not-found]
+
+        node = self.get(name)
+        connection = {k: v for k, v in node.connection_vars.items()
+                      if k not in ("ansible_host", "ansible_port", "ansible_user")}
+        target = jexida.target_for_node(
+            {"name": node.name, "host": node.host, "port": node.port, "user": node.user, "vars": connection},
+            jexida.ansible_ssh_defaults(),
+        )
+        facts = jexida.probe_node(target, jexida.ProbeSettings())
+        with self._lock:
+            node.facts = {**node.facts, **{k: v for k, v in facts.items() if k != "load_group"}}
+        return node.facts
+
     def mark_unreachable(self, name: str, reason: str) -> None:
         """Record what a command just learned, without waiting for the next probe."""
         with self._lock:

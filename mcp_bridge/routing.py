@@ -135,8 +135,8 @@ def _exclusion(requirements: Requirements, node: NodeView) -> str | None:
     facts = node.facts
     if not node.active:
         return "inactive"
-    if "reachable" not in facts:
-        return "has no facts (never reached)"
+    if facts.get("reachable") is None:
+        return "not probed (no live facts: the inventory has probe: false or skipped it)"
     if not facts.get("reachable"):
         error = facts.get("error")
         return f"unreachable ({error})" if error else "unreachable"

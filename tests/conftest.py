@@ -150,6 +150,13 @@ def as_jexida(worker_lab: WorkerLab, node: lab.LabNode, command: str) -> subproc
     return ssh_run(worker_lab.status, node, command, user="jexida", key=controller_key())
 
 
+@pytest.fixture
+def stopped_node(request: pytest.FixtureRequest, worker_lab: WorkerLab) -> Iterator[lab.LabNode]:
+    """A worker node that is down for the test (which node: `indirect` parametrization, default the first)."""
+    with node_stopped(worker_lab, getattr(request, "param", 0)) as node:
+        yield node
+
+
 @contextmanager
 def node_stopped(worker_lab: WorkerLab, index: int) -> Iterator[lab.LabNode]:
     """Stop one worker node's container (as a machine that died); bring the lab back afterwards."""

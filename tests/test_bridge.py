@@ -9,12 +9,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-from conftest import WorkerLab, as_jexida, node_stopped
+from conftest import WorkerLab, as_jexida
 from mcp_client import ToolFailed, bridge_env, bridge_session, call
 
 from mcp_bridge import lab
@@ -150,11 +149,6 @@ async def test_status_and_node_tools(worker_lab: WorkerLab, lab_config: Path) ->
     assert check["reachable"] is True and check["latency_ms"] > 0
     assert check["job_dirs_writable"] is True and check["python_version"].startswith("3.")
 
-
-@pytest.fixture
-def stopped_node(worker_lab: WorkerLab) -> Iterator[lab.LabNode]:
-    with node_stopped(worker_lab, 0) as node:
-        yield node
 
 
 async def test_stopped_node_is_skipped_and_reported(worker_lab: WorkerLab, lab_config: Path,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WorkerLab, ansible_cli, as_jexida, node_stopped, write_jexida_config
+from conftest import WorkerLab, ansible_cli, as_jexida, write_jexida_config
 
 from mcp_bridge import lab
 
@@ -92,12 +91,8 @@ def test_pattern_reaches_exactly_the_right_nodes(worker_lab: WorkerLab, lab_conf
     assert reached == {worker_lab.nodes[0].name, worker_lab.nodes[1].name}
 
 
-@pytest.fixture
-def stopped_node(worker_lab: WorkerLab) -> Iterator[lab.LabNode]:
-    with node_stopped(worker_lab, 2) as node:
-        yield node
 
-
+@pytest.mark.parametrize("stopped_node", [2], indirect=True)
 def test_stopped_node_is_unreachable_and_the_rest_are_probed(
     worker_lab: WorkerLab, lab_config: Path, stopped_node: lab.LabNode
 ) -> None:

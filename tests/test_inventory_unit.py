@@ -299,6 +299,18 @@ BAD_CONFIGS = {
     "zero deadline": ("plugin: jexida.cluster.jexida\ndeadline: 0\n", None, ["{config}", "'deadline'"]),
     "registry not a mapping": ("plugin: jexida.cluster.jexida\nnodes_file: nodes.yml\n", "- name: a\n",
                                ["{registry}", "mapping"]),
+    # Registry strings reach ssh's command line and Ansible's templating: options and templates are refused.
+    "host that is an ssh option": ("plugin: jexida.cluster.jexida\nnodes_file: nodes.yml\n",
+                                   "nodes:\n  - {name: a, host: '-oProxyCommand=touch /tmp/x'}\n",
+                                   ["{registry}", "node #1 ('a')", "'host' must be a host name"]),
+    "templated host": ("plugin: jexida.cluster.jexida\nnodes:\n  - {name: a, host: \"{{ lookup('env', 'HOME') }}\"}\n",
+                       None, ["{config}", "'host' must be a host name"]),
+    "fallback host that is an option": ("plugin: jexida.cluster.jexida\nnodes:\n  - {name: a, fallback_hosts: [-oX]}\n",
+                                        None, ["{config}", "'fallback_hosts'"]),
+    "user with a space": ("plugin: jexida.cluster.jexida\nnodes:\n  - {name: a, user: '-l root'}\n", None,
+                          ["{config}", "'user' must be a user name"]),
+    "templated tag": ("plugin: jexida.cluster.jexida\nnodes:\n  - {name: a, tags: [\"{{ 7 * 7 }}\"]}\n", None,
+                      ["{config}", "'tags' may not contain templates"]),
 }
 
 

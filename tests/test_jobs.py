@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -17,7 +16,6 @@ import pytest
 from conftest import WorkerLab, as_jexida, node_stopped
 from mcp_client import ToolFailed, bridge_env, bridge_session, call
 
-from mcp_bridge import lab
 from mcp_bridge.paths import jexida_home
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -162,20 +160,16 @@ async def test_twenty_jobs_at_once_are_placed_by_load(worker_lab: WorkerLab, lab
     assert max(placed.values()) - min(placed.values()) <= 2, placed
 
 
-@pytest.fixture
-def node_to_stop(worker_lab: WorkerLab) -> Iterator[lab.LabNode]:
-    with node_stopped(worker_lab, 1) as node:
-        yield node
 
-
-async def test_node_stopped_mid_job_loses_the_job_with_a_reason(worker_lab: WorkerLab, lab_config: Path,
-                                                                node_to_stop: lab.LabNode) -> None:
-    async with bridge_session(lab_config) as session:
-        job = await call(session, "submit_job", command="sleep 120", node_name=node_to_stop.name, wait_s=0)
-        lab.podman("stop", "-t", "0", node_to_stop.container)
-        lost = await wait_for(session, job["job_id"], ("lost", "failed"), within_s=60)
-        other = await call(session, "cluster_bash", command="echo still-working")
-    assert lost["status"] in ("lost", "failed") and node_to_stop.name in (lost["error"] or "")
+async def test_node_stopped_mid_job_loses_the_job_with_a_reason(worker_lab: WorkerLab, lab_config: Path) -> None:
+    node = worker_lab.nodes[1]
+    async with bridge_session(lab_config, JEXIDA_JOB_LOST_AFTER="3") as session:
+        job = await call(session, "submit_job", command="sleep 120", node_name=node.name, wait_s=0)
+        with node_stopped(worker_lab, 1):
+            lost = await wait_for(session, job["job_id"], ("lost", "failed"), within_s=60)
+            other = await call(session, "cluster_bash", command="echo still-working")
+    assert lost["status"] == "lost", lost
+    assert f"node {node.name} unreachable for 3s" in (lost["error"] or "")
     assert other["status"] == "succeeded" and other["stdout"] == "still-working"
 
 

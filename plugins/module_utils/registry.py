@@ -58,6 +58,12 @@ HEADER = (
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Host names, IPv4 and IPv6 addresses (optionally [bracketed] or with a %zone). No leading '-':
+# the address ends up in an ssh command line, where '-oProxyCommand=...' would be an option.
+_HOST_RE = re.compile(r"^[A-Za-z0-9_.:%\[\]][A-Za-z0-9_.:%\[\]-]*$")
+_USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
+# Registry strings become host variables that Ansible may template; only `vars` may hold templates.
+_TEMPLATE_MARKERS = ("{{", "{%", "{#")
 
 
 class RegistryError(ValueError):
@@ -105,8 +111,11 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
     host = raw.get("host", name)
     if host is None:
         host = name
-    if not isinstance(host, str) or not host.strip() or any(ch.isspace() for ch in host):
-        raise RegistryError(f"{where}: 'host' must be a host name or address, got {_type_name(host)} {host!r}")
+    if not isinstance(host, str) or not _HOST_RE.match(host):
+        raise RegistryError(
+            f"{where}: 'host' must be a host name or address (letters, digits, '.', '-', ':'; not starting "
+            f"with '-'), got {_type_name(host)} {host!r}"
+        )
 
     port = raw.get("port", DEFAULT_PORT)
     if port is None:
@@ -117,8 +126,11 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
     user = raw.get("user", DEFAULT_USER)
     if user is None:
         user = DEFAULT_USER
-    if not isinstance(user, str) or not user.strip() or any(ch.isspace() for ch in user):
-        raise RegistryError(f"{where}: 'user' must be a user name, got {_type_name(user)} {user!r}")
+    if not isinstance(user, str) or not _USER_RE.match(user):
+        raise RegistryError(
+            f"{where}: 'user' must be a user name (letters, digits, '_', '.', '-'; starting with a letter "
+            f"or '_'), got {_type_name(user)} {user!r}"
+        )
 
     tags = raw.get("tags", [])
     if tags is None:
@@ -129,6 +141,9 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
         raise RegistryError(
             f"{where}: 'tags' must be a list of strings, got {got}; write it as 'tags: [gpu, fast]'"
         )
+    templated = [tag for tag in tags if any(marker in tag for marker in _TEMPLATE_MARKERS)]
+    if templated:
+        raise RegistryError(f"{where}: 'tags' may not contain templates ({templated[0]!r}): tags are plain names")
 
     active = raw.get("active", True)
     if active is None:
@@ -153,7 +168,7 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
     fallbacks = raw.get("fallback_hosts", [])
     if fallbacks is None:
         fallbacks = []
-    if not _is_str_list(fallbacks) or any(any(ch.isspace() for ch in h) for h in fallbacks):
+    if not _is_str_list(fallbacks) or not all(_HOST_RE.match(h) for h in fallbacks):
         raise RegistryError(
             f"{where}: 'fallback_hosts' must be a list of host names or addresses, got {_type_name(fallbacks)}; "
             f"write it as 'fallback_hosts: [192.0.2.7]'"
