@@ -2,10 +2,12 @@
 
 A command line is split into simple commands the way a POSIX shell would (quotes, escapes,
 ``; && || | & newline``, redirections, here-documents, ``$(...)`` and backticks), wrappers
-such as ``sudo``, ``env VAR=x``, ``nice``, ``nohup`` and ``timeout N`` are peeled off, and
-strings run by another shell (``bash -c '...'``, ``sh -c``, ``su -c``, ``eval``, a script
-piped or here-doc'ed into ``bash``) are checked recursively. Rules then look at programs
-and their arguments, never at substrings, so ``grep reboot log.txt`` and ``rm -rf /tmp/x``
+such as ``sudo``, ``env VAR=x``, ``nice``, ``nohup``, ``timeout N``, ``chroot DIR``, ``flock FILE``,
+``runuser -u USER``, ``nsenter``, ``unshare``, ``taskset``, ``chrt`` and ``watch`` are peeled off, and
+strings run by another shell (``bash -c '...'``, ``sh -c``, ``su -c``, ``eval``, a script echoed,
+here-doc'ed or ``cat <<EOF``'ed into ``bash``) are checked recursively. A ``cd`` or ``pushd`` is
+followed to later commands, but not out of a ``( ... )`` subshell, a ``$(...)`` or a pipeline.
+Rules then look at programs and their arguments, never at substrings, so ``grep reboot log.txt`` and ``rm -rf /tmp/x``
 pass while ``sudo bash -c "rm -fr /"`` does not.
 
 The lexer is our own rather than :mod:`shlex`: shlex cannot tell a quoted ``';'`` or ``'>'``
@@ -308,14 +310,17 @@ class _Lexer:
         following = text[start + 1:start + 2]
         if following == "(":
             end = _closing_paren(text, start + 2)
-            if not text.startswith("((", start + 1):  # $(( ... )) is arithmetic, not a command
+            if text.startswith("((", start + 1) and _closing_paren(text, start + 3) + 1 == end:
+                # $(( ... )) is arithmetic, not a command, but substitutions inside it still run
+                subs.extend(_substitutions_in_text(text[start + 3:end - 1]))
+            else:  # $(cmd), or $( (cmd) ) written without the space
                 subs.append(text[start + 2:end])
             buf.append(text[start:end + 1])
             self.pos = end + 1
         elif following == "{":
             end = _closing_brace(text, start + 2, in_double_quotes)
             buf.append(text[start:end + 1])
-            subs.extend(_substitutions_in_text(text[start + 2:end], as_words=True))
+            subs.extend(_substitutions_in_text(text[start + 2:end], as_words=not in_double_quotes))
             self.pos = end + 1
         elif following == "'" and not in_double_quotes:
             index = start + 2
@@ -391,7 +396,7 @@ def _substitutions_in_text(text: str, as_words: bool = False) -> list[str]:
         else:
             lexer._read_double_quoted(buf, subs, terminated=False)
     except _Unparseable:
-        return subs
+        pass  # keep what was found before the text stopped making sense
     return subs
 
 
@@ -404,6 +409,8 @@ def _substitutions_in_text(text: str, as_words: bool = False) -> list[str]:
 class _Simple:
     words: list[_Word] = field(default_factory=list)
     redirs: list[_Redir] = field(default_factory=list)
+    opens: int = 0  # `(` subshell groups that begin just before this command
+    closes: int = 0  # `)` that end just after it
 
 
 @dataclass
@@ -423,7 +430,7 @@ class _Parsed:
 _PIPE_OPS = frozenset({"|", "|&"})
 # Reserved words that may precede a command; they are not programs.
 _LEADING_RESERVED = frozenset(
-    {"if", "then", "else", "elif", "do", "while", "until", "!", "{", "}", "fi", "done", "esac"}
+    {"if", "then", "else", "elif", "do", "while", "until", "!", "{", "}", "fi", "done", "esac", "coproc"}
 )
 # Simple commands starting with these are syntax (loop headers, case subjects), not programs.
 _HEADER_RESERVED = frozenset({"for", "select", "case", "function", "in"})
@@ -434,6 +441,8 @@ def _parse(tokens: list[_Token]) -> _Parsed:
     pipelines: list[list[_Simple]] = []
     pipeline: list[_Simple] = []
     current = _Simple()
+    last: _Simple | None = None
+    pending_opens = 0
     for index, token in enumerate(tokens):
         if index in header_indexes:
             continue
@@ -443,12 +452,22 @@ def _parse(tokens: list[_Token]) -> _Parsed:
             current.redirs.append(token)
         else:
             if current.words or current.redirs:
+                current.opens, pending_opens = pending_opens, 0
                 pipeline.append(current)
+                last = current
             current = _Simple()
+            if token.op == "(":
+                pending_opens += 1
+            elif token.op == ")":
+                if pending_opens:  # `()` with nothing inside: a function header
+                    pending_opens -= 1
+                elif last is not None:
+                    last.closes += 1
             if token.op not in _PIPE_OPS and pipeline:
                 pipelines.append(pipeline)
                 pipeline = []
     if current.words or current.redirs:
+        current.opens = pending_opens
         pipeline.append(current)
     if pipeline:
         pipelines.append(pipeline)
@@ -520,6 +539,8 @@ def _command_words(words: Sequence[_Word]) -> list[str]:
     index = 0
     while index < len(words) and not words[index].quoted and words[index].text in _LEADING_RESERVED:
         index += 1
+        if words[index - 1].text == "coproc" and index + 1 < len(words) and words[index + 1].text == "{":
+            index += 1  # `coproc NAME { ...; }`: NAME is no program
     argv = [word.text for word in words[index:]]
     if argv and not words[index].quoted and argv[0] in _HEADER_RESERVED:
         return []
@@ -546,9 +567,11 @@ def _after_options(
     args: Sequence[str],
     short_with_value: str = "",
     long_with_value: Iterable[str] = (),
+    short_optional_value: str = "",
 ) -> tuple[list[str], list[str]]:
     """Split ``args`` at the first operand: (options seen, the rest). Handles ``-uroot``,
-    ``-u root``, ``--user=root``, ``--user root`` and ``--``."""
+    ``-u root``, ``--user=root``, ``--user root`` and ``--``. Letters in
+    ``short_optional_value`` take a value only when it is attached (``-m/proc/1/ns/mnt``)."""
     long_values = set(long_with_value)
     seen: list[str] = []
     index = 0
@@ -564,6 +587,8 @@ def _after_options(
                 index += 1
         else:
             for position, letter in enumerate(arg[1:], start=1):
+                if letter in short_optional_value:
+                    break
                 if letter in short_with_value:
                     if position == len(arg) - 1:
                         index += 1  # the value is the next argument
@@ -597,6 +622,35 @@ def _unwrap_once(argv: list[str]) -> list[str] | None:
         seen, rest = _after_options(args)
         if any("v" in option or "V" in option for option in seen):
             return None  # `command -v rm` looks a program up, it runs nothing
+    elif name == "chroot":  # chroot [options] NEWROOT [command]
+        _, rest = _after_options(args, "", {"userspec", "groups"})
+        rest = rest[1:]
+    elif name == "runuser":
+        seen, rest = _after_options(args, "ugGcsw", {"user", "group", "supp-group", "command", "shell",
+                                                      "session-command", "whitelist-environment"})
+        if not any(o in ("-u", "--user") or o.startswith("--user=") or (o[1] != "-" and "u" in o) for o in seen):
+            return None  # the su-like form, `runuser USER -c CMD`, is a nested shell string
+    elif name == "flock":  # flock [options] FILE command..., or FILE -c string
+        _, rest = _after_options(args, "wE", {"timeout", "wait", "conflict-exit-code"})
+        rest = rest[1:]
+        if rest[:1] in (["-c"], ["--command"]):
+            rest = ["sh", "-c", *rest[1:2]]
+    elif name == "nsenter":
+        _, rest = _after_options(args, "tSG", {"target", "setuid", "setgid", "user-parent"}, "muinpCUTrwW")
+    elif name == "unshare":
+        _, rest = _after_options(args, "RwSGl", {"root", "wd", "setuid", "setgid", "propagation", "setgroups",
+                                                  "map-user", "map-group", "map-users", "map-groups", "load-interp"})
+    elif name in ("taskset", "chrt"):  # taskset [options] MASK command, chrt [options] PRIO command
+        seen, rest = _after_options(args, "TPD" if name == "chrt" else "",
+                                    {"sched-runtime", "sched-period", "sched-deadline"})
+        if any(o == "--pid" or (o[1] != "-" and "p" in o) for o in seen):
+            return None  # acts on a running process
+        if name == "taskset" or (rest and rest[0].isdigit()):
+            rest = rest[1:]
+    elif name == "watch":
+        seen, rest = _after_options(args, "nq", {"interval", "equexit"})
+        if rest and not any(o == "--exec" or (o[1] != "-" and "x" in o) for o in seen):
+            rest = ["sh", "-c", " ".join(rest)]  # without --exec, watch hands the words to sh -c
     elif name == "xargs":
         _, rest = _after_options(args, "aEdILnPs", {"arg-file", "eof", "delimiter", "replace", "max-lines",
                                                       "max-args", "max-procs", "max-chars", "process-slot-var"})
@@ -686,8 +740,27 @@ def _echoed_text(argv: list[str]) -> str | None:
     return " ".join(args).replace("\\n", "\n")
 
 
-def _nested_scripts(argv: list[str], simple: _Simple, previous: list[str] | None) -> list[str]:
-    """Shell text this command hands to another shell to run."""
+def _piped_text(simple: _Simple) -> str | None:
+    """Text a command writes into a pipe, when the command line shows it: ``echo``/``printf``
+    arguments, or the here-document / here-string of a ``cat`` without file operands."""
+    argv = _command_words(simple.words)
+    if not argv:
+        return None
+    inner = _unwrap(argv)[-1]
+    echoed = _echoed_text(inner)
+    if echoed is not None or _program(inner[0]) != "cat":
+        return echoed
+    _, operands = _after_options(inner[1:])
+    if operands not in ([], ["-"]):
+        return None  # cat of a file: its content is not in the command line
+    texts = [redir.body for redir in simple.redirs if redir.body is not None]
+    texts += [redir.target.text for redir in simple.redirs if redir.op == "<<<"]
+    return "\n".join(texts) or None
+
+
+def _nested_scripts(argv: list[str], simple: _Simple, piped: str | None) -> list[str]:
+    """Shell text this command hands to another shell to run (``piped``: what the previous
+    command of the pipeline writes into it, if known)."""
     name = _program(argv[0])
     if name in _SHELLS:
         from_stdin, string = _shell_script(argv)
@@ -697,11 +770,10 @@ def _nested_scripts(argv: list[str], simple: _Simple, previous: list[str] | None
             return []  # `bash script.sh`: the script's content is not in the command line
         scripts = [redir.body for redir in simple.redirs if redir.body is not None]
         scripts += [redir.target.text for redir in simple.redirs if redir.op == "<<<"]
-        echoed = _echoed_text(previous) if previous else None
-        return [*scripts, *([echoed] if echoed else [])]
+        return [*scripts, *([piped] if piped else [])]
     if name == "eval":
         return [" ".join(argv[1:])]
-    if name == "su":
+    if name in ("su", "runuser"):
         for index, arg in enumerate(argv[1:], start=1):
             if arg in ("-c", "--command") and index + 1 < len(argv):
                 return [argv[index + 1]]
@@ -885,10 +957,19 @@ def _check_program(argv: list[str], cwd: str | None) -> _Hit | None:
     if name == "tee":
         _, files = _after_options(args)
         for target in files:
-            if device := _block_device(target, cwd):
-                return _hit("redirect-block-device", f"tee writes onto the block device {device}")
+            if hit := _check_written_target(target, cwd, "tee"):
+                return hit
         return None
     return _check_power(name, args)
+
+
+def _check_written_target(target: str, cwd: str | None, writer: str) -> _Hit | None:
+    """A file that ``writer`` (tee, a redirection) writes to: a block device or the sysrq trigger."""
+    if device := _block_device(target, cwd):
+        return _hit("redirect-block-device", f"{writer} writes onto the block device {device}")
+    if _resolve(target, cwd) == "/proc/sysrq-trigger":
+        return _hit("power-state", f"{writer} writes to /proc/sysrq-trigger, which can reboot or halt the node")
+    return None
 
 
 def _check_redirections(simple: _Simple, cwd: str | None) -> _Hit | None:
@@ -896,10 +977,8 @@ def _check_redirections(simple: _Simple, cwd: str | None) -> _Hit | None:
         target = redir.target.text
         if redir.op not in _WRITING_REDIRS or (redir.op == ">&" and re.fullmatch(r"\d+-?|-", target)):
             continue
-        if device := _block_device(target, cwd):
-            return _hit("redirect-block-device", f"'{redir.op} {target}' writes onto the block device {device}")
-        if _resolve(target, cwd) == "/proc/sysrq-trigger":
-            return _hit("power-state", "writing to /proc/sysrq-trigger can reboot or halt the node at once")
+        if hit := _check_written_target(target, cwd, f"'{redir.op} {target}'"):
+            return hit
     return None
 
 
@@ -947,7 +1026,7 @@ class _View:
 @dataclass
 class _State:
     cwd: str | None = None  # followed through `cd` so that `cd / && rm -rf *` is understood
-    overrides: list[tuple[str, str, str]] = field(default_factory=list)  # (allow rule, built-in rule, command)
+    overrides: list[tuple[PolicyRule, str, str]] = field(default_factory=list)  # (allow rule, built-in, command)
 
 
 _RULE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -1018,11 +1097,10 @@ class CommandPolicy:
         if denial is not None:
             return denial
         if state.overrides:
-            allow_id, builtin, text = state.overrides[0]
-            rule = next(r for r in self.allow if r.id == allow_id)
+            rule, builtin, text = state.overrides[0]
             return PolicyDecision(
-                True, allow_id,
-                f"allowed by rule '{allow_id}' from {self.source} ({rule.reason}), "
+                True, rule.id,
+                f"allowed by rule '{rule.id}' from {self.source} ({rule.reason}), "
                 f"which overrides built-in rule '{builtin}' for `{text}`",
             )
         return PolicyDecision(True, None, "no deny rule matched")
@@ -1041,18 +1119,25 @@ class CommandPolicy:
                 denial = self._judge([view], [hit], state)
                 if denial is not None:
                     return denial
+        groups: list[str | None] = []  # the directory at each open `(`, restored at its `)`
         for pipeline in parsed.pipelines:
-            previous: list[str] | None = None
+            before_pipeline = state.cwd
+            piped: str | None = None
             for simple in pipeline:
-                denial = self._check_simple(simple, previous, state, depth)
+                groups += [state.cwd] * simple.opens
+                denial = self._check_simple(simple, piped, state, depth)
                 if denial is not None:
                     return denial
-                argv = _command_words(simple.words)
-                previous = _unwrap(argv)[-1] if argv else None
+                piped = _piped_text(simple)
+                for _ in range(simple.closes):
+                    if groups:
+                        state.cwd = groups.pop()
+            if len(pipeline) > 1:  # each part of a pipeline runs in a subshell
+                state.cwd = before_pipeline
         return None
 
     def _check_simple(
-        self, simple: _Simple, previous: list[str] | None, state: _State, depth: int
+        self, simple: _Simple, piped: str | None, state: _State, depth: int
     ) -> PolicyDecision | None:
         # Substitutions run first, whatever the command around them is allowed to do.
         nested: list[str] = []
@@ -1060,8 +1145,10 @@ class CommandPolicy:
             nested += word.substitutions
         for redir in simple.redirs:
             nested += redir.target.substitutions + redir.body_substitutions
+        cwd = state.cwd
         for script in nested:
             denial = self._check_text(script, state, depth + 1)
+            state.cwd = cwd  # a substitution runs in a subshell: its `cd` does not last
             if denial is not None:
                 return denial
 
@@ -1079,12 +1166,16 @@ class CommandPolicy:
         for level in levels:
             if not level:
                 continue
-            for script in _nested_scripts(level, simple, previous):
+            for script in _nested_scripts(level, simple, piped):
                 denial = self._check_text(script, state, depth + 1)
+                if _program(level[0]) != "eval":  # only eval runs in this shell
+                    state.cwd = cwd
                 if denial is not None:
                     return denial
-        if argv and _program(argv[0]) == "cd":
-            _follow_cd(argv[1:], state)
+        while len(argv) > 1 and _program(argv[0]) in ("builtin", "command"):
+            argv = argv[1:]
+        if argv and _program(argv[0]) in ("cd", "pushd", "popd"):
+            _follow_cd(_program(argv[0]), argv[1:], state)
         return None
 
     def _judge(self, views: list[_View], hits: list[_Hit], state: _State) -> PolicyDecision | None:
@@ -1097,10 +1188,12 @@ class CommandPolicy:
                         f"denied: {rule.reason} (rule {rule.id} from {self.source}, in `{view.text}`). "
                         f"Change the command, or edit rule '{rule.id}' in {self.source}.",
                     )
+        if not hits:
+            return None
+        allow = next((r for r in self.allow for v in views if r.matches(v.argv, v.text)), None)
         for hit in hits:
-            allow = next((r for r in self.allow for v in views if r.matches(v.argv, v.text)), None)
             if allow is not None:
-                state.overrides.append((allow.id, hit.rule, views[0].text))
+                state.overrides.append((allow, hit.rule, views[0].text))
                 continue
             return PolicyDecision(
                 False, hit.rule,
@@ -1109,11 +1202,15 @@ class CommandPolicy:
         return None
 
 
-def _follow_cd(args: list[str], state: _State) -> None:
+def _follow_cd(name: str, args: list[str], state: _State) -> None:
     operands = [a for a in args if not a.startswith("-") or a == "-"]
-    if not operands:
+    if name == "pushd" and "-n" in args:
+        return  # only adds to the directory stack
+    if name == "popd" or (name == "pushd" and (not operands or operands[0].startswith("+"))):
+        state.cwd = None  # the directory stack is not tracked
+    elif not operands:
         state.cwd = "~"
-    elif operands[0] == "-":
+    elif operands[0] == "-" or operands[0].startswith("+"):
         state.cwd = None  # the previous directory is not tracked
     else:
         state.cwd = _resolve(operands[0], state.cwd)

@@ -223,6 +223,63 @@ CASES: list[tuple[str, str | None]] = [
     ("xargs -0 rm -rf /", "rm-root"),
     ("cat <<-END\n\treboot\n\tEND\necho done", None),
     ("ssh build-box reboot", None),  # the remote command line is not inspected
+    # review gaps: substitutions inside arithmetic
+    ("echo $(( $(reboot) ))", "power-state"),
+    ("echo $(( `reboot` + 1 ))", "power-state"),
+    ("x=$(( 1 + $(rm -rf /) ))", "rm-root"),
+    ("echo $((reboot) )", "power-state"),  # `$(` + subshell, not arithmetic
+    ("echo $((1+2))", None),
+    ("echo $(( x > 1 ? 2 : 3 ))", None),
+    # review gaps: more wrappers and reserved words
+    ("coproc reboot", "power-state"),
+    ("coproc NAME { reboot; }", "power-state"),
+    ("chroot / rm -rf /", "rm-root"),
+    ("chroot --userspec=1:1 /mnt reboot", "power-state"),
+    ("runuser -u root -- rm -rf /", "rm-root"),
+    ("runuser -l root -c 'reboot'", "power-state"),
+    ("flock /tmp/f rm -rf /", "rm-root"),
+    ("flock -w 5 /tmp/f -c 'reboot'", "power-state"),
+    ("nsenter -t 1 -m -u reboot", "power-state"),
+    ("nsenter -m/proc/1/ns/mnt reboot", "power-state"),
+    ("nsenter --target 1 --mount rm -rf /", "rm-root"),
+    ("taskset -c 0 rm -rf /", "rm-root"),
+    ("taskset 0x1 reboot", "power-state"),
+    ("chrt 10 reboot", "power-state"),
+    ("chrt -f 10 rm -rf /", "rm-root"),
+    ("unshare -m rm -rf /", "rm-root"),
+    ("unshare --mount --pid --fork reboot", "power-state"),
+    ("watch -n 1 reboot", "power-state"),
+    ("watch 'rm -rf /'", "rm-root"),
+    ("watch -x -n 1 rm -rf /", "rm-root"),
+    ("taskset -p 1234", None),
+    ("chrt -p 1234", None),
+    ("watch -n 1 df -h", None),
+    ("flock /tmp/f make", None),
+    ("chroot /srv/jail ls", None),
+    # review gaps: here-docs and here-strings of a bare cat piped into a shell
+    ("cat <<EOF | sh\nrm -rf /\nEOF", "rm-root"),
+    ("cat <<< 'reboot' | bash", "power-state"),
+    ("cat <<'EOF' | sudo bash\nreboot\nEOF", "power-state"),
+    ("cat file | grep x", None),
+    ("cat <<EOF | grep x\nrm -rf /\nEOF", None),
+    ("cat notes.txt | sh", None),  # the file's content is not in the command line
+    # review gaps: ${...} inside double quotes
+    ('echo "${x:-\'$(reboot)\'}"', "power-state"),
+    ("echo \"${x:-'a b'}\"", None),
+    # review gaps: tee and redirections share one target check
+    ("echo b | tee /proc/sysrq-trigger", "power-state"),
+    ("echo b | sudo tee -a /proc/sysrq-trigger", "power-state"),
+    ("echo b | tee /tmp/out", None),
+    # review gaps: cd inside a subshell does not leak; pushd is followed
+    ("cd / ; (cd /tmp); rm -rf *", "rm-root"),
+    ("cd /; (cd /tmp && ls); rm -rf *", "rm-root"),
+    ("cd /; x=$(cd /tmp); rm -rf *", "rm-root"),
+    ("cd /; cd /tmp | true; rm -rf *", "rm-root"),
+    ("cd /tmp; (cd /; ls); rm -rf *", None),
+    ("(cd /tmp && rm -rf *)", None),
+    ("pushd / && rm -rf *", "rm-root"),
+    ("pushd /tmp && rm -rf *", None),
+    ("cd /; popd; rm -rf *", None),  # the directory popd returns to is not tracked
     # ordinary work
     ("", None),
     ("uptime", None),
