@@ -1,0 +1,7 @@
+"""The user-error root, shared with the collection (whose plugins and modules raise it too)."""
+
+from __future__ import annotations
+
+from ansible_collections.jexida.cluster.plugins.module_utils.errors import JexidaError
+
+__all__ = ["JexidaError"]
