@@ -3,11 +3,15 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 BIN := $(CURDIR)/.venv/bin
 export PATH := $(BIN):$(PATH)
-export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
-export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export CONTAINERS_CONF := $(CURDIR)/jexida_lab/containers.conf
 PYTEST_ARGS ?=
+# The tests' own home for everything Ansible, molecule, ansible-lint and jexida write, so a
+# test run never touches the real ~/.ansible, ~/.config or ~/.local/state.
+TEST_HOME := $(CURDIR)/.cache/test-home
+TEST_ENV := ANSIBLE_HOME=$(TEST_HOME)/ansible XDG_CONFIG_HOME=$(TEST_HOME)/config \
+	XDG_STATE_HOME=$(TEST_HOME)/state XDG_CACHE_HOME=$(TEST_HOME)/cache JEXIDA_HOME=$(TEST_HOME)/state/jexida
 
-.PHONY: help setup image demo test lint molecule pytest bench clean-labs
+.PHONY: help setup image demo test lint molecule pytest bench clean-labs clean-check
 
 help:
 	@echo "make demo    set up (packages, venv, node image) and run the main job on a 3-node lab"
@@ -18,31 +22,38 @@ setup:
 	@./scripts/setup.sh
 
 image: setup
-	@$(BIN)/python -c 'from mcp_bridge import lab; print("node image:", lab.ensure_image())'
+	@$(BIN)/python -c 'import jexida_lab; print("node image:", jexida_lab.ensure_image())'
 
 demo: image
+	@./scripts/check-clean.sh start demo
 	$(BIN)/python scripts/demo.py
+	@./scripts/check-clean.sh end demo
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/yamllint -s .
-	$(BIN)/ansible-lint
+	$(TEST_ENV) $(BIN)/ansible-lint
 
 # The scenarios run on the lab's node image (its tag follows the image recipe).
 molecule: image
-	JEXIDA_NODE_IMAGE=$$($(BIN)/python -c 'from mcp_bridge import lab; print(lab.image_ref())') \
+	$(TEST_ENV) JEXIDA_NODE_IMAGE=$$($(BIN)/python -c 'import jexida_lab; print(jexida_lab.image_ref())') \
 		$(BIN)/molecule test --all
 
 # pytest exits 5 when a selection holds no test: that is not a failure here.
 pytest: image
-	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests selected"; rc=0; fi; exit $$rc
 
-test: lint molecule pytest
+# Every test step, then a check that none of them changed a tracked file or wrote into the
+# person's own ~/.ansible or ~/.config/jexida.
+test: setup
+	@./scripts/check-clean.sh start test
+	$(MAKE) lint molecule pytest
+	@./scripts/check-clean.sh end test
 
 bench: image
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
 clean-labs: setup
-	@for lab in $$($(BIN)/python -c 'from mcp_bridge import lab; print(" ".join(lab.list_labs()))'); do \
+	@for lab in $$($(BIN)/python -c 'import jexida_lab; print(" ".join(jexida_lab.list_labs()))'); do \
 		$(BIN)/jexida lab down --name $$lab; done

@@ -25,8 +25,11 @@ from typing import Any
 import anyio
 import yaml
 
-from mcp_bridge import lab, routing
-from mcp_bridge.paths import REPO_ROOT, jexida_home
+import jexida_lab as lab
+from mcp_bridge import routing
+from mcp_bridge.paths import state_dir
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 BIN = Path(sys.executable).parent
 BENCH_LAB = "bench"
@@ -142,14 +145,14 @@ def bring_up(count: int) -> BenchLab:
     status = lab.up(BENCH_LAB, nodes=count)
     time.sleep(1)
     per_node = max(0.0, before - mem_available_mb()) / count
-    work = jexida_home() / "bench"
+    work = state_dir() / "bench"
     work.mkdir(parents=True, exist_ok=True)
     registry = work / "nodes.yml"
     print(f"bench: bootstrapping {count} nodes with playbooks/bootstrap.yml", flush=True)
     sh(["ansible-playbook", "-i", status.inventory, "playbooks/bootstrap.yml", "-f", "50",
         "-e", f"jexida_registry={registry}"], env=base_env())
-    return BenchLab(status=status, registry=registry, key=str(jexida_home() / "controller_ed25519"),
-                    known_hosts=str(jexida_home() / "known_hosts"), work=work, memory_mb_per_node=per_node)
+    return BenchLab(status=status, registry=registry, key=str(state_dir() / "controller_ed25519"),
+                    known_hosts=str(state_dir() / "known_hosts"), work=work, memory_mb_per_node=per_node)
 
 
 # --- MCP client helpers -------------------------------------------------------------------

@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mcp_bridge.errors import JexidaError
+
 __all__ = ["GENESIS_HASH", "AuditError", "AuditLog", "AuditVerification", "entry_hash", "verify"]
 
 GENESIS_HASH = "0" * 64
@@ -39,7 +41,7 @@ _RESERVED_KEYS = frozenset({"ts", "prev", "hash"})
 _TAIL_BLOCK = 64 * 1024
 
 
-class AuditError(RuntimeError):
+class AuditError(JexidaError):
     """The log cannot be appended to safely (its end does not match its head, or it is corrupt)."""
 
 

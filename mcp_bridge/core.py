@@ -7,7 +7,7 @@ audit line. Methods block: the MCP server calls them from worker threads.
 
 from __future__ import annotations
 
-import os
+import shlex
 import threading
 import time
 from collections import Counter
@@ -18,55 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ansible_collections.jexida.cluster.plugins.module_utils import registry
 
-from mcp_bridge import execution, models, routing
+from mcp_bridge import execution, models, routing, settings
 from mcp_bridge.audit import AuditLog
+from mcp_bridge.config import BridgeConfig
+from mcp_bridge.errors import JexidaError
 from mcp_bridge.nodes import Node, NodeDirectory, NodeError, init_ansible, runner_inventory
-from mcp_bridge.paths import REPO_ROOT, jexida_home
+from mcp_bridge.paths import BOOTSTRAP_PLAYBOOK
 from mcp_bridge.policy import CommandPolicy, PolicyDecision
 
-DEFAULT_INVENTORY = REPO_ROOT / "inventory" / "controller.jexida.yml"
-BOOTSTRAP_PLAYBOOK = REPO_ROOT / "playbooks" / "bootstrap.yml"
-MAX_PARALLEL_RUNS = 16  # concurrent ansible-runner processes one bridge starts
 
-
-class BridgeError(ValueError):
+class BridgeError(JexidaError):
     """Bad input from the caller: the message says what was wrong and what to do."""
-
-
-@dataclass
-class BridgeConfig:
-    inventory: str
-    home: Path
-    policy_file: Path | None
-    output_cap: int = execution.DEFAULT_OUTPUT_CAP
-    facts_ttl_s: float = 15.0
-    face: str = "cli"
-    caller: str | None = None
-
-    @classmethod
-    def from_env(cls, inventory: str | None = None, face: str = "cli") -> BridgeConfig:
-        """--inventory, else JEXIDA_INVENTORY, else the repo's inventory/ (the controller only)."""
-        home = jexida_home()
-        source = inventory or os.environ.get("JEXIDA_INVENTORY") or str(DEFAULT_INVENTORY)
-        source_path = Path(source).expanduser()
-        if source_path.is_dir():
-            configs = sorted(source_path.glob("*.jexida.y*ml"))
-            if not configs:
-                raise BridgeError(f"no *.jexida.yml inventory config in {source_path}")
-            source_path = configs[0]
-        if not source_path.exists():
-            raise BridgeError(f"inventory {source_path} does not exist: pass --inventory or set JEXIDA_INVENTORY")
-        policy = os.environ.get("JEXIDA_POLICY")
-        policy_path = Path(policy).expanduser() if policy else home / "policy.yml"
-        return cls(
-            inventory=str(source_path.resolve()),
-            home=home,
-            policy_file=policy_path if policy_path.exists() or policy else None,
-            output_cap=int(os.environ.get("JEXIDA_OUTPUT_CAP", execution.DEFAULT_OUTPUT_CAP)),
-            facts_ttl_s=float(os.environ.get("JEXIDA_FACTS_TTL", 15)),
-            face=face,
-        )
 
 
 @dataclass
@@ -95,6 +59,30 @@ class InFlight:
             return dict(self.counts)
 
 
+class PolicySource:
+    """The policy file, read on first use and again whenever it changes on disk."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._policy: CommandPolicy | None = None
+
+    def current(self) -> CommandPolicy:
+        stamp: tuple[float, int] | None = None
+        if self.path is not None:
+            try:
+                info = self.path.stat()
+                stamp = (info.st_mtime, info.st_size)
+            except OSError:
+                stamp = None  # from_file says what is wrong with a missing file
+        with self._lock:
+            if self._policy is None or stamp != self._stamp or (stamp is None and self.path is not None):
+                self._policy = CommandPolicy.from_file(self.path)
+                self._stamp = stamp
+            return self._policy
+
+
 def _node_view(node: Node) -> routing.NodeView:
     return routing.NodeView(name=node.name, active=node.active, tags=tuple(node.tags), facts=node.facts)
 
@@ -112,24 +100,28 @@ class Cluster:
 
     def __init__(self, config: BridgeConfig) -> None:
         self.config = config
-        self.directory = NodeDirectory(config.inventory, ttl_s=config.facts_ttl_s)
-        self.policy = CommandPolicy.from_file(config.policy_file)
+        self.directory = NodeDirectory(config.inventory, ttl_s=config.settings.facts_ttl_s)
+        self._policy_source = PolicySource(config.policy_file)
         self.audit = AuditLog(config.home / "audit.jsonl")
         self.in_flight = InFlight()
-        self._runs = threading.BoundedSemaphore(MAX_PARALLEL_RUNS)
+        self._runs = threading.BoundedSemaphore(settings.MAX_PARALLEL_RUNS)
         self._jobs: Any = None
         init_ansible()
         execution.skip_idle_wait_after_exit()
 
     @property
     def jobs(self) -> Any:
-        """The tracked-jobs manager (SQLite under JEXIDA_HOME), made on first use."""
+        """The tracked-jobs manager (SQLite in the state folder), made on first use."""
         if self._jobs is None:
             from mcp_bridge.jobs import JobManager
 
-            self._jobs = JobManager(self, retention_days=float(os.environ.get("JEXIDA_JOB_RETENTION_DAYS", 30)),
-                                    lost_after_s=float(os.environ.get("JEXIDA_JOB_LOST_AFTER", 30)))
+            self._jobs = JobManager(self)
         return self._jobs
+
+    @property
+    def policy(self) -> CommandPolicy:
+        """The command policy, read again when its file changes (a broken file is an error per call)."""
+        return self._policy_source.current()
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -137,8 +129,8 @@ class Cluster:
         self.audit.append(face=self.config.face, caller=self.config.caller, action=action, **fields)
 
     def check_timeout(self, timeout_s: int) -> int:
-        if not 1 <= int(timeout_s) <= 7 * 24 * 3600:
-            raise BridgeError(f"timeout_s must be between 1 and 604800 seconds, got {timeout_s}")
+        if not 1 <= int(timeout_s) <= settings.MAX_TIMEOUT_S:
+            raise BridgeError(f"timeout_s must be between 1 and {settings.MAX_TIMEOUT_S} seconds, got {timeout_s}")
         return int(timeout_s)
 
     def check_command(self, command: str) -> PolicyDecision:
@@ -170,7 +162,7 @@ class Cluster:
         with self._runs, self.in_flight.hold(node.name):
             outcome = execution.run_shell(
                 inventory=runner_inventory([node]), host_pattern=node.name, command=command,
-                timeout_s=timeout_s, output_cap=self.config.output_cap,
+                timeout_s=timeout_s, output_cap=self.config.settings.output_cap,
             )
         return self._result(node, command, timeout_s, outcome, routing_info, outcome.hosts.get(node.name))
 
@@ -278,7 +270,7 @@ class Cluster:
             with self._runs, self.in_flight.hold(*(node.name for _, node, _ in placed)):
                 outcome = execution.run_shell_batch(
                     [(alias, node.connection_vars, commands[index]) for alias, (index, node, _) in aliases.items()],
-                    timeout_s=timeout_s, output_cap=self.config.output_cap,
+                    timeout_s=timeout_s, output_cap=self.config.settings.output_cap,
                 )
             for alias, (index, node, info) in aliases.items():
                 result = self._result(node, commands[index], timeout_s, outcome, info, outcome.hosts.get(alias))
@@ -302,7 +294,7 @@ class Cluster:
             with self._runs, self.in_flight.hold(*names):
                 outcome = execution.run_shell(
                     inventory=runner_inventory(nodes), host_pattern="all", command=command,
-                    timeout_s=timeout_s, output_cap=self.config.output_cap,
+                    timeout_s=timeout_s, output_cap=self.config.settings.output_cap,
                 )
             results = [self._result(node, command, timeout_s, outcome, None, outcome.hosts.get(node.name))
                        for node in nodes]
@@ -356,7 +348,8 @@ class Cluster:
             check.disk_free_mb = facts.get("disk_free_mb")
             check.mem_total_mb = facts.get("mem_total_mb")
             check.mem_available_mb = facts.get("mem_available_mb")
-            probe = self._execute(node, "test -w /opt/jexida-jobs && test -w /var/log/jexida-jobs", 60)
+            dirs = " && ".join(f"test -w {shlex.quote(d)}" for d in (node.job_dir, node.log_dir))
+            probe = self._execute(node, dirs, 60)
             check.job_dirs_writable = probe.ok
             check.detail = "" if probe.ok else (probe.stderr or probe.message or f"rc={probe.rc}")
         self._audit("check", nodes=[name], detailed=detailed, reachable=check.reachable)
@@ -365,7 +358,10 @@ class Cluster:
     def registry_path(self) -> Path:
         """The node registry (nodes_file) of the inventory config."""
         config_path = Path(self.config.inventory)
-        config = yaml.safe_load(config_path.read_text()) or {}
+        try:
+            config = yaml.safe_load(config_path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise BridgeError(f"cannot read the inventory config {config_path}: {exc}") from exc
         nodes_file = config.get("nodes_file")
         if not nodes_file:
             raise BridgeError(f"{config_path} has no nodes_file: there is no registry to write to")
@@ -376,8 +372,6 @@ class Cluster:
                       tags: Sequence[str] = (), is_active: bool = True,
                       extra_vars: dict[str, Any] | None = None) -> models.RegisterResult:
         """Add or update a node in the registry (validated, atomic), then re-read the inventory."""
-        from ansible_collections.jexida.cluster.plugins.module_utils import registry  # type: ignore[import-not-found]
-
         path = self.registry_path()
         entry: dict[str, Any] = {"name": name, "host": host, "user": user, "port": ssh_port,
                                  "tags": list(tags), "active": is_active}
@@ -386,10 +380,7 @@ class Cluster:
             extra_vars = self.default_connection_vars()
         if extra_vars:
             entry["vars"] = extra_vars
-        try:
-            changed, stored = registry.upsert_node(str(path), entry)
-        except registry.RegistryError as exc:
-            raise BridgeError(str(exc)) from exc
+        changed, stored = registry.upsert_node(str(path), entry)
         self._audit("register", nodes=[name], changed=changed)
         self.directory.invalidate()
         return models.RegisterResult(name=name, changed=changed, created=name not in existing,
@@ -408,8 +399,6 @@ class Cluster:
         }
 
     def remove_node(self, name: str) -> bool:
-        from ansible_collections.jexida.cluster.plugins.module_utils import registry  # type: ignore[import-not-found]
-
         path = self.registry_path()
         removed = registry.remove_node(str(path), name)
         if not removed:

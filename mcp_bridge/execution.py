@@ -22,16 +22,13 @@ from typing import Any, Literal
 
 import ansible_runner
 
-from mcp_bridge.paths import REPO_ROOT, jexida_home
+from mcp_bridge import settings
+from mcp_bridge.paths import ANSIBLE_CFG, state_dir
 
 HostStatus = Literal["succeeded", "failed", "timeout", "unreachable"]
 
-DEFAULT_OUTPUT_CAP = 1024 * 1024  # bytes per stream, head + tail kept
 MAX_EVENT_RES = 16 * 1024 * 1024
-KEEP_RUNNER_DIRS = 200  # older per-call runner folders are removed
 META_MARKER = "__JEXIDA_META__"
-# Grace the controller gives a run beyond the command's own timeout before it kills Ansible.
-CONTROLLER_GRACE_S = 30
 
 # Runs the user's command on the node. The command arrives base64-encoded (data, never
 # parsed by a shell on either side until the node's bash reads it from a file); its output
@@ -44,7 +41,7 @@ _WRAPPER = "\n".join(
 )
 
 
-def wrap_command(command: str, timeout_s: int, output_cap: int = DEFAULT_OUTPUT_CAP) -> str:
+def wrap_command(command: str, timeout_s: int, output_cap: int) -> str:
     """The node-side script that runs ``command`` with a timeout and capped output."""
     encoded = base64.b64encode(command.encode()).decode()
     # Both streams twice (stdout and stdout_lines) must stay under what ansible-runner passes on.
@@ -133,7 +130,7 @@ def _ensure_ansible_on_path() -> None:
 
 
 def runner_root() -> Path:
-    root = jexida_home() / "runner"
+    root = state_dir() / "runner"
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -147,11 +144,12 @@ def _new_private_dir() -> Path:
 
 
 def ansible_envvars() -> dict[str, str]:
-    """The environment every run gets: the suite's ansible.cfg and collections."""
+    """The environment every run gets: the suite's ansible.cfg (or the person's ANSIBLE_CONFIG).
+
+    Collections (jexida.cluster included) come from the Python path of the venv's `ansible`.
+    """
     env = {
-        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO_ROOT / ".cache" / "collections"),
-        "ANSIBLE_ROLES_PATH": str(REPO_ROOT / "roles"),
+        "ANSIBLE_CONFIG": os.environ.get("ANSIBLE_CONFIG") or str(ANSIBLE_CFG),
         "ANSIBLE_DEPRECATION_WARNINGS": "false",
         "ANSIBLE_NOCOLOR": "1",
         # ansible-runner drops a result larger than this from its events (default 700 kB): a
@@ -165,12 +163,12 @@ _rotate_lock = threading.Lock()
 _runs_since_rotation = 0
 
 
-def _rotate_runner_dirs(root: Path, keep: int = KEEP_RUNNER_DIRS) -> None:
-    """Keep the newest ``keep`` per-call folders; checked every 20 runs (listing costs a few ms)."""
+def _rotate_runner_dirs(root: Path, keep: int = settings.RUNNER_DIRS_KEPT) -> None:
+    """Keep the newest ``keep`` per-call folders; checked every few runs (listing costs a few ms)."""
     global _runs_since_rotation
     with _rotate_lock:
         _runs_since_rotation += 1
-        if _runs_since_rotation < 20:
+        if _runs_since_rotation < settings.RUNNER_ROTATE_EVERY:
             return
         _runs_since_rotation = 0
         dirs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
@@ -280,8 +278,8 @@ def run_shell(
     inventory: str | Mapping[str, Any],
     host_pattern: str,
     command: str,
-    timeout_s: int = 300,
-    output_cap: int = DEFAULT_OUTPUT_CAP,
+    timeout_s: int,
+    output_cap: int,
 ) -> RunOutcome:
     """Run a shell command on every host matching the pattern, stopped on the node at ``timeout_s``."""
     script = wrap_command(command, timeout_s, output_cap)
@@ -290,15 +288,15 @@ def run_shell(
         host_pattern=host_pattern,
         module="ansible.builtin.shell",
         module_args=encoded_script(script),
-        timeout_s=timeout_s + CONTROLLER_GRACE_S if timeout_s > 0 else None,
+        timeout_s=timeout_s + settings.CONTROLLER_GRACE_S if timeout_s > 0 else None,
     )
 
 
 def run_shell_batch(
     targets: Sequence[tuple[str, Mapping[str, Any], str]],
     *,
-    timeout_s: int = 300,
-    output_cap: int = DEFAULT_OUTPUT_CAP,
+    timeout_s: int,
+    output_cap: int,
 ) -> RunOutcome:
     """Run a different command on each target in ONE Ansible run; results keyed by target name.
 
@@ -316,7 +314,7 @@ def run_shell_batch(
         module="ansible.builtin.shell",
         # JSON args: a bare "{{ ... }}" would itself be taken for JSON by the ad-hoc CLI.
         module_args=json.dumps({"cmd": "{{ jexida_script }}"}),
-        timeout_s=timeout_s + CONTROLLER_GRACE_S if timeout_s > 0 else None,
+        timeout_s=timeout_s + settings.CONTROLLER_GRACE_S if timeout_s > 0 else None,
         forks=max(1, len(hosts)),
     )
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-CommandStatus = Literal["succeeded", "failed", "timeout", "unreachable", "rejected"]
+CommandStatus = Literal["succeeded", "failed", "timeout", "unreachable", "rejected", "declined", "canceled"]
 
 
 class Candidate(BaseModel):

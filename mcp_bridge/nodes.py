@@ -8,7 +8,6 @@ refreshed in the background, so a call never waits for a probe it does not need.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -17,30 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcp_bridge.paths import REPO_ROOT
+from ansible_collections.jexida.cluster.plugins.plugin_utils import facts as node_facts
+from ansible_collections.jexida.cluster.plugins.plugin_utils import probe as node_probe
+from ansible_collections.jexida.cluster.plugins.plugin_utils.worker import node_dirs
 
-os.environ.setdefault("ANSIBLE_CONFIG", str(REPO_ROOT / "ansible.cfg"))
-COLLECTIONS_PATH = REPO_ROOT / ".cache" / "collections"
+from mcp_bridge.errors import JexidaError
 
 
-class NodeError(LookupError):
+class NodeError(JexidaError, LookupError):
     """A node or pattern the caller named does not exist; the message lists what does."""
 
 
-_ansible_ready = threading.Lock()
-_ansible_initialised = False
-
-
 def init_ansible() -> None:
-    """Install Ansible's collection loader once, so jexida.cluster.* resolves in-process."""
-    global _ansible_initialised
-    with _ansible_ready:
-        if _ansible_initialised:
-            return
-        from ansible.plugins.loader import init_plugin_loader
-
-        init_plugin_loader([str(COLLECTIONS_PATH)])
-        _ansible_initialised = True
+    """Ansible's collection loader is installed when mcp_bridge is imported (see mcp_bridge/__init__)."""
 
 
 def _plain(value: Any) -> Any:
@@ -67,6 +55,8 @@ class Node:
     facts: dict[str, Any]
     groups: list[str]
     connection_vars: dict[str, Any]  # the ansible_* vars Ansible would use for this host
+    job_dir: str  # where the role put the node's job folders and logs
+    log_dir: str
 
     @property
     def reachable(self) -> bool:
@@ -74,15 +64,7 @@ class Node:
 
     @property
     def health(self) -> str:
-        if not self.active:
-            return "inactive"
-        if self.facts.get("reachable") is None:
-            return "unprobed"
-        if not self.reachable:
-            return "unreachable"
-        if self.facts.get("load_group") == "overloaded":
-            return "overloaded"
-        return "available"
+        return node_facts.node_health(self.active, self.facts)
 
 
 @dataclass
@@ -97,13 +79,67 @@ class Snapshot:
         return time.monotonic() - self.taken_at
 
 
+class InventoryError(JexidaError):
+    """The inventory config or the node registry cannot be used; the message says where and why."""
+
+
+class _PluginFailed(BaseException):
+    """Carries the jexida plugin's own error out of Ansible's parse loop (which catches every
+    Exception and only prints it as a warning), so the caller gets one clear message."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _ReportingPlugin:
+    """The jexida inventory plugin, raising its parse errors instead of letting Ansible warn."""
+
+    def __init__(self, plugin: Any) -> None:
+        self._plugin = plugin
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._plugin, name)
+
+    def parse(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            self._plugin.parse(*args, **kwargs)
+        except Exception as exc:
+            raise _PluginFailed(exc) from exc
+
+
+def _manager(loader: Any, source: str, use_cache: bool) -> Any:
+    """Ansible's InventoryManager over one jexida config, with only the jexida plugin enabled
+    (host_vars/group_vars next to the config and host patterns work as in `ansible`)."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.plugins.loader import inventory_loader
+
+    class JexidaInventoryManager(InventoryManager):
+        def _fetch_inventory_plugins(self) -> list[Any]:
+            plugin = inventory_loader.get("jexida.cluster.jexida")
+            if plugin is None:
+                raise InventoryError("the jexida.cluster.jexida inventory plugin cannot be loaded: reinstall jexida")
+            return [_ReportingPlugin(plugin)]
+
+    try:
+        manager = JexidaInventoryManager(loader=loader, sources=[source], cache=use_cache)
+    except _PluginFailed as failed:
+        message = getattr(failed.error, "message", None) or str(failed.error)
+        raise InventoryError(" ".join(str(message).split())) from failed.error
+    if source not in manager._inventory.processed_sources:
+        raise InventoryError(f"{source} is not a jexida inventory config: its name must end in .jexida.yml and it "
+                             "must hold 'plugin: jexida.cluster.jexida' (see `jexida init`)")
+    return manager
+
+
 def load_snapshot(source: str, *, use_cache: bool = False) -> Snapshot:
     """Parse the inventory now (probing nodes, unless the plugin's cache answers)."""
-    init_ansible()
-    from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
 
-    inventory = InventoryManager(loader=DataLoader(), sources=[source], cache=use_cache)
+    if not Path(source).exists():
+        raise InventoryError(f"the inventory config {source} does not exist: run `jexida init` to create "
+                             "your configuration, or pass --inventory PATH (or set JEXIDA_INVENTORY)")
+    inventory = _manager(DataLoader(), source, use_cache)
     nodes: dict[str, Node] = {}
     for host in inventory.get_hosts("all"):
         hostvars = host.get_vars()
@@ -111,6 +147,7 @@ def load_snapshot(source: str, *, use_cache: bool = False) -> Snapshot:
         connection_vars = {k: _plain(v) for k, v in hostvars.items() if k.startswith("ansible_")}
         if facts.get("address"):
             connection_vars["ansible_host"] = facts["address"]
+        job_dir, log_dir = node_dirs(hostvars)
         nodes[host.name] = Node(
             name=host.name,
             host=str(hostvars.get("ansible_host", host.name)),
@@ -121,6 +158,8 @@ def load_snapshot(source: str, *, use_cache: bool = False) -> Snapshot:
             facts=facts,
             groups=sorted(g.name for g in host.get_groups() if g.name not in ("all", "ungrouped")),
             connection_vars=connection_vars,
+            job_dir=job_dir,
+            log_dir=log_dir,
         )
     return Snapshot(nodes=nodes, taken_at=time.monotonic(), source=source, inventory=inventory)
 
@@ -165,16 +204,15 @@ class NodeDirectory:
 
     def probe(self, name: str) -> dict[str, Any]:
         """Probe one node now, with the inventory plugin's own probe (one SSH round trip), and record it."""
-        from ansible_collections.jexida.cluster.plugins.inventory import jexida  # type: ignore[import-not-found]
-
         node = self.get(name)
         connection = {k: v for k, v in node.connection_vars.items()
                       if k not in ("ansible_host", "ansible_port", "ansible_user")}
-        target = jexida.target_for_node(
+        connection["jexida_worker_job_dir"] = node.job_dir
+        target = node_probe.target_for_node(
             {"name": node.name, "host": node.host, "port": node.port, "user": node.user, "vars": connection},
-            jexida.ansible_ssh_defaults(),
+            node_probe.ansible_ssh_defaults(),
         )
-        facts = jexida.probe_node(target, jexida.ProbeSettings())
+        facts = node_probe.probe_node(target, node_probe.ProbeSettings())
         with self._lock:
             node.facts = {**node.facts, **{k: v for k, v in facts.items() if k != "load_group"}}
         return node.facts

@@ -1,25 +1,30 @@
-"""Where the suite keeps its files: the checkout it runs from and its state folder."""
+"""Where the product's own files are (package data, the collection) and the person's (config, state)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-# The package lives at the root of the checkout (it is also an Ansible collection),
-# so the playbooks, the inventory and the lab files sit beside it.
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from ansible_collections.jexida.cluster.plugins.plugin_utils import paths as _collection_paths
+from ansible_collections.jexida.cluster.plugins.plugin_utils.paths import config_dir, default_paths, state_dir
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The suite's Ansible settings (pipelining, ControlPersist, no fact gathering).
+ANSIBLE_CFG = PACKAGE_DIR / "ansible.cfg"
+# The installed collection jexida.cluster (the checkout itself, in a development venv).
+COLLECTION_ROOT = Path(_collection_paths.__file__).resolve().parents[2]
+BOOTSTRAP_PLAYBOOK = COLLECTION_ROOT / "playbooks" / "bootstrap.yml"
 
 
 def jexida_home() -> Path:
-    """The suite's state folder: keys, known_hosts, labs, runner artifacts, jobs."""
-    configured = os.environ.get("JEXIDA_HOME")
-    if configured:
-        return Path(configured).expanduser().resolve()
-    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state_home).expanduser().resolve() / "jexida"
+    """The state folder (kept under this name: JEXIDA_HOME is what people set)."""
+    return state_dir()
 
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` (mode 0700) if needed: it holds private keys."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+__all__ = ["ANSIBLE_CFG", "BOOTSTRAP_PLAYBOOK", "COLLECTION_ROOT", "PACKAGE_DIR", "config_dir", "default_paths",
+           "ensure_private_dir", "jexida_home", "state_dir"]

@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.jexida.cluster.plugins.plugin_utils.facts import node_health
+
 __all__ = [
     "JOBS_WEIGHT",
     "LOAD_WEIGHT",
@@ -133,11 +135,12 @@ def score_node(node: NodeView, in_flight: Mapping[str, int]) -> float:
 def _exclusion(requirements: Requirements, node: NodeView) -> str | None:
     """Why the node cannot take the work at all, or None. Overload is not decided here."""
     facts = node.facts
-    if not node.active:
+    health = node_health(node.active, facts)
+    if health == "inactive":
         return "inactive"
-    if facts.get("reachable") is None:
+    if health == "unprobed":
         return "not probed (no live facts: the inventory has probe: false or skipped it)"
-    if not facts.get("reachable"):
+    if health == "unreachable":
         error = facts.get("error")
         return f"unreachable ({error})" if error else "unreachable"
     if requirements.os:
@@ -158,7 +161,7 @@ def _exclusion(requirements: Requirements, node: NodeView) -> str | None:
 
 
 def _overloaded(node: NodeView) -> bool:
-    return node.facts.get("load_group") == "overloaded"
+    return node_health(node.active, node.facts) == "overloaded"
 
 
 def _describe(node: NodeView, in_flight: Mapping[str, int]) -> str:

@@ -17,8 +17,10 @@ import yaml
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from mcp_bridge import lab
-from mcp_bridge.paths import REPO_ROOT, jexida_home
+import jexida_lab as lab
+from mcp_bridge.paths import state_dir
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DEMO_LAB = "demo"
 DEMO_TAGS = (["gpu", "docker"], ["docker"], ["build"])
@@ -99,7 +101,7 @@ def main() -> int:
     for node in status.nodes:
         print(f"   {node.name:<14} {node.address}:{node.port}  {'up' if node.up else 'DOWN'}")
 
-    work = jexida_home() / "demo"
+    work = state_dir() / "demo"
     work.mkdir(parents=True, exist_ok=True)
     registry = work / "nodes.yml"
     step("2. one playbook makes them workers: jexida user, controller key, dirs, verified, registered")

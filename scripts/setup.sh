@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(podman runc catatonit debootstrap openssh-client pssh clustershell)
 VENV=.venv
+# Only for molecule's podman driver; jexida.cluster itself comes from the venv (below).
 COLLECTIONS=.cache/collections/ansible_collections
 # containers.podman (molecule's podman driver) comes from the PyPI `ansible` package:
 # Galaxy is not reachable from here.
@@ -30,15 +31,20 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp=.cache/pip.stamp
 mkdir -p .cache
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
     echo "setup: installing the package and its dev tools into $VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
+    # compat mode puts the checkout on the Python path; the collection is linked in below,
+    # where an installed wheel puts it (setuptools' default editable finder would shadow it).
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
     touch "$stamp"
 fi
 
-# This checkout is the collection jexida.cluster.
-mkdir -p "$COLLECTIONS/jexida"
-ln -sfn ../../../.. "$COLLECTIONS/jexida/cluster"
+# This checkout is the collection jexida.cluster, on the venv's Python path exactly where the
+# wheel installs it: `ansible-doc`, `ansible-playbook jexida.cluster.bootstrap` and the bridge
+# find it with no configuration.
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+mkdir -p "$site/ansible_collections/jexida"
+ln -sfn "$PWD" "$site/ansible_collections/jexida/cluster"
 
 if [ ! -f "$COLLECTIONS/containers/podman/MANIFEST.json" ]; then
     echo "setup: extracting containers.podman from the PyPI ansible package"

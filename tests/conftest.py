@@ -1,4 +1,4 @@
-"""Shared fixtures: a private JEXIDA_HOME and a session-scoped lab of real nodes."""
+"""Shared fixtures: a private home for everything the tests write, and session-scoped labs of real nodes."""
 
 from __future__ import annotations
 
@@ -14,12 +14,17 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Tests never touch the person's own state folder.
-os.environ["JEXIDA_HOME"] = str(REPO_ROOT / ".cache" / "pytest-home")
+# Tests never touch the person's own ~/.ansible, ~/.config/jexida or state folder (`make test`
+# sets the same folders; these defaults cover a bare `pytest`).
+TEST_HOME = REPO_ROOT / ".cache" / "test-home"
+for variable, folder in (("ANSIBLE_HOME", "ansible"), ("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state"),
+                         ("XDG_CACHE_HOME", "cache"), ("JEXIDA_HOME", "state/jexida")):
+    os.environ.setdefault(variable, str(TEST_HOME / folder))
+os.environ.setdefault("CONTAINERS_CONF", str(REPO_ROOT / "jexida_lab" / "containers.conf"))
 # The tools the tests call (ansible, ansible-galaxy, jexida) are the venv's.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
-from mcp_bridge import lab  # noqa: E402  (needs JEXIDA_HOME set first)
+import jexida_lab as lab  # noqa: E402  (imports Ansible: the folders above must be set first)
 
 TEST_LAB = "pytest"
 
@@ -70,9 +75,9 @@ def run_bootstrap(inventory: Path | str, *args: str) -> subprocess.CompletedProc
 
 def controller_key() -> str:
     """The controller's private key that the bootstrap playbook made (in JEXIDA_HOME)."""
-    from mcp_bridge.paths import jexida_home
+    from mcp_bridge.paths import state_dir
 
-    return str(jexida_home() / "controller_ed25519")
+    return str(state_dir() / "controller_ed25519")
 
 
 @dataclass
@@ -132,6 +137,14 @@ def ansible_cli(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess[s
     """Run an Ansible command from the checkout, as a person would."""
     return subprocess.run(list(argv), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
                           check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+
+
+@pytest.fixture(scope="session")
+def initialised() -> Path:
+    """The configuration `jexida init` makes (in the tests' own config folder): its inventory config."""
+    from mcp_bridge.userconfig import init_config
+
+    return init_config().paths["inventory"]
 
 
 @pytest.fixture

@@ -12,9 +12,12 @@ from typing import Any
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+PASSED_ON = ("PATH", "HOME", "LANG", "JEXIDA_HOME", "CONTAINERS_CONF", "ANSIBLE_HOME",
+             "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
+
 
 def bridge_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "JEXIDA_HOME", "CONTAINERS_CONF")}
+    env = {k: v for k, v in os.environ.items() if k in PASSED_ON}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     env.update(extra)
     return env

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import WORKER_TAGS, WorkerLab, controller_key, run_bootstrap, ssh_run
 
-from mcp_bridge import lab
-from mcp_bridge.paths import jexida_home
+import jexida_lab as lab
+from mcp_bridge.paths import state_dir
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +35,8 @@ def test_unreachable_node_is_reported_and_the_others_complete(worker_lab: Worker
 
 
 def test_worker_logs_in_with_the_controller_key(worker_lab: WorkerLab) -> None:
-    key = jexida_home() / "controller_ed25519"
-    known_hosts = jexida_home() / "known_hosts"
+    key = state_dir() / "controller_ed25519"
+    known_hosts = state_dir() / "known_hosts"
     assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600
     for node in worker_lab.nodes:
         proc = subprocess.run(

@@ -16,7 +16,7 @@ import pytest
 from conftest import WorkerLab, as_jexida
 from mcp_client import ToolFailed, bridge_env, bridge_session, call
 
-from mcp_bridge import lab
+import jexida_lab as lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -13,7 +13,7 @@ import yaml
 from conftest import WorkerLab, write_jexida_config
 from mcp_client import bridge_env
 
-from mcp_bridge import lab
+import jexida_lab as lab
 
 pytestmark = pytest.mark.integration
 

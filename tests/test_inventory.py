@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import WorkerLab, ansible_cli, as_jexida, write_jexida_config
 
-from mcp_bridge import lab
+import jexida_lab as lab
 
 pytestmark = pytest.mark.integration
 

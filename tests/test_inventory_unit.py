@@ -22,26 +22,22 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
-
-# Before anything imports ansible.constants: the suite's ansible.cfg, not a stray one.
-os.environ["ANSIBLE_CONFIG"] = str(REPO_ROOT / "ansible.cfg")
-
 from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.connection.ssh import Connection as SshConnection
-from ansible.plugins.loader import init_plugin_loader, inventory_loader
+from ansible.plugins.loader import inventory_loader
 from ansible.utils.path import unfrackpath
+from ansible_collections.jexida.cluster.plugins.module_utils import registry
+from ansible_collections.jexida.cluster.plugins.plugin_utils import facts as facts_module
+from ansible_collections.jexida.cluster.plugins.plugin_utils import probe as probe_module
+from conftest import REPO_ROOT
 
-init_plugin_loader([str(REPO_ROOT / ".cache" / "collections")])
-
-from ansible_collections.jexida.cluster.plugins.module_utils import registry  # noqa: E402  (needs the collection loader)
+import mcp_bridge  # noqa: F401  (the suite's ansible.cfg and Ansible's collection loader, before anything else)
 
 PLUGIN = "jexida.cluster.jexida"
 ANSIBLE_ENV = {
     **os.environ,
-    "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
     "PATH": str(REPO_ROOT / ".venv" / "bin") + os.pathsep + os.environ.get("PATH", ""),
     "ANSIBLE_NOCOLOR": "1",
 }
@@ -52,14 +48,41 @@ ANSIBLE_ENV = {
 
 def new_plugin() -> Any:
     plugin = inventory_loader.get(PLUGIN)
-    assert plugin is not None, "jexida.cluster.jexida not found: is .cache/collections set up (make setup)?"
+    assert plugin is not None, "jexida.cluster.jexida not found: is the collection linked into the venv (make setup)?"
     return plugin
 
 
+class _PluginAndUtils:
+    """The plugin's module with its shared code (plugin_utils facts and probe) in one namespace.
+
+    Names are looked up in the plugin module first; patches go to the plugin module, where
+    the plugin looks them up (it imports them by name). monkeypatch undoes a patch on an object
+    without an instance __dict__ entry with delattr: that puts the original back."""
+
+    def __init__(self, *modules: ModuleType) -> None:
+        object.__setattr__(self, "_modules", modules)
+        object.__setattr__(self, "_originals", {})
+
+    def __getattr__(self, name: str) -> Any:
+        for module in object.__getattribute__(self, "_modules"):
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        plugin_module = object.__getattribute__(self, "_modules")[0]
+        object.__getattribute__(self, "_originals").setdefault(name, getattr(plugin_module, name))
+        setattr(plugin_module, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        setattr(object.__getattribute__(self, "_modules")[0], name,
+                object.__getattribute__(self, "_originals").pop(name))
+
+
 @pytest.fixture
-def jexida() -> ModuleType:
-    """The plugin's module, as the plugin loader loaded it."""
-    return sys.modules[type(new_plugin()).__module__]
+def jexida() -> Any:
+    """The plugin's module (as the plugin loader loaded it) and the plugin_utils it uses."""
+    return _PluginAndUtils(sys.modules[type(new_plugin()).__module__], facts_module, probe_module)
 
 
 def write_config(tmp_path: Path, text: str, name: str = "test.jexida.yml") -> Path:
@@ -455,8 +478,8 @@ def test_probe_false_lists_the_registry_without_probing(
     assert host_vars(inventory, "a")["ansible_host"] == "127.0.0.51"
 
 
-def test_controller_node_is_probed_for_real(jexida: ModuleType) -> None:
-    _, inventory = parse(REPO_ROOT / "inventory" / "controller.jexida.yml", cache=False)
+def test_controller_node_is_probed_for_real(jexida: ModuleType, initialised: Path) -> None:
+    _, inventory = parse(initialised, cache=False)
     facts = host_vars(inventory, "controller")["jexida_facts"]
     assert set(facts) == set(jexida.FACT_KEYS)
     assert facts["reachable"] is True, facts["error"]
@@ -854,8 +877,8 @@ def test_node_registry_module_through_ansible(tmp_path: Path) -> None:
     assert bad.returncode != 0 and f"{path}: node 'gpu1': 'port'" in bad.stdout
 
 
-def test_ansible_inventory_graph_of_the_default_inventory() -> None:
-    graph = run_ansible("ansible-inventory", "-i", "inventory/controller.jexida.yml", "--graph")
+def test_ansible_inventory_graph_of_the_default_inventory(initialised: Path) -> None:
+    graph = run_ansible("ansible-inventory", "-i", str(initialised), "--graph")
     assert graph.returncode == 0, graph.stderr
     groups: dict[str, set[str]] = {}
     current = ""
@@ -871,8 +894,8 @@ def test_ansible_inventory_graph_of_the_default_inventory() -> None:
     assert ("controller" in groups["available"]) != ("controller" in groups["load_overloaded"])
 
 
-def test_ansible_inventory_json_has_the_facts() -> None:
-    listed = run_ansible("ansible-inventory", "-i", "inventory/controller.jexida.yml", "--host", "controller")
+def test_ansible_inventory_json_has_the_facts(initialised: Path) -> None:
+    listed = run_ansible("ansible-inventory", "-i", str(initialised), "--host", "controller")
     assert listed.returncode == 0, listed.stderr
     data = json.loads(listed.stdout)
     assert data["ansible_connection"] == "local"

@@ -16,7 +16,7 @@ import pytest
 from conftest import WorkerLab, as_jexida, node_stopped
 from mcp_client import ToolFailed, bridge_env, bridge_session, call
 
-from mcp_bridge.paths import jexida_home
+from mcp_bridge.paths import state_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -174,7 +174,7 @@ async def test_node_stopped_mid_job_loses_the_job_with_a_reason(worker_lab: Work
 
 
 def test_audit_log_records_actions_and_detects_an_edit(tmp_path: Path) -> None:
-    log = jexida_home() / "audit.jsonl"
+    log = state_dir() / "audit.jsonl"
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     actions = Counter(entry["action"] for entry in entries)
     for action in ("command", "submit", "cancel", "job-finished", "broadcast"):

@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 
 from mcp_bridge import execution, jobs
+from mcp_bridge.settings import Settings
 
 
 class FakeCluster:
     """Just what JobManager uses of the core: config.home, the node directory, the audit."""
 
     def __init__(self, home: Path) -> None:
-        self.config = SimpleNamespace(home=home, output_cap=1024)
-        self.node = SimpleNamespace(name="n1")
+        self.config = SimpleNamespace(home=home, settings=Settings(output_cap=1024, job_lost_after_s=0.3))
+        self.node = SimpleNamespace(name="n1", job_dir="/opt/jexida-jobs", log_dir="/var/log/jexida-jobs")
         self.directory = SimpleNamespace(get=lambda name: self.node)
         self.audited: list[tuple[str, dict[str, Any]]] = []
 
@@ -34,7 +35,7 @@ def outcome(status: str, stdout: str = "") -> execution.RunOutcome:
 
 @pytest.fixture
 def manager(tmp_path: Path) -> jobs.JobManager:
-    manager = jobs.JobManager(FakeCluster(tmp_path), lost_after_s=0.3)  # type: ignore[arg-type]
+    manager = jobs.JobManager(FakeCluster(tmp_path))  # type: ignore[arg-type]
     manager.store.insert(job_id="j-20261121-000000-aaaaaa", node="n1", command="sleep 60", status="running",
                          created_at="2026-11-21T00:00:00Z", timeout_s=3600)
     return manager

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from conftest import ssh_run
 
-from mcp_bridge import execution, lab
+import jexida_lab as lab
+from mcp_bridge import execution
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_bridge import lab
+import jexida_lab as lab
 
 
 @pytest.mark.parametrize("name", ["", "Upper", "1abc", "a b", "a/b", "x" * 40])
@@ -22,6 +22,8 @@ def test_lab_addresses_stay_on_loopback() -> None:
 
 def test_image_tag_follows_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
     first = lab.image_ref()
-    monkeypatch.setattr(lab, "IMAGE_PACKAGES", (*lab.IMAGE_PACKAGES, "curl"))
+    from jexida_lab import image
+
+    monkeypatch.setattr(image, "IMAGE_PACKAGES", (*image.IMAGE_PACKAGES, "curl"))
     assert lab.image_ref() != first
     assert first.startswith("localhost/jexida-node:bookworm-")

@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from typing import Any
 
 import yaml
+from ansible_collections.jexida.cluster.plugins.module_utils.errors import JexidaError
 
 NODE_KEYS: tuple[str, ...] = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts")
 DEFAULT_USER = "jexida"
@@ -66,7 +67,7 @@ _USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$")
 _TEMPLATE_MARKERS = ("{{", "{%", "{#")
 
 
-class RegistryError(ValueError):
+class RegistryError(JexidaError):
     """The registry file or a node in it is invalid; the message names the file, the field and the fix."""
 
 

@@ -1,0 +1,73 @@
+"""The one home of every default and limit the faces share (MCP tools, HTTP API, CLI).
+
+A face never writes a number of its own: tool signatures, argparse defaults and the core
+all read them from here. Settings a person may change come from environment variables
+(``JEXIDA_*``), read once per bridge by :meth:`Settings.from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+from mcp_bridge.errors import JexidaError
+
+# --- defaults of tool arguments ----------------------------------------------------------
+COMMAND_TIMEOUT_S = 300  # cluster_bash, offload_to, parallel_execute, cluster_broadcast
+JOB_TIMEOUT_S = 3600  # submit_job
+JOB_WAIT_S = 10.0  # how long submit_job waits for a job to end before answering "running"
+MAX_JOB_WAIT_S = 600.0
+MAX_TIMEOUT_S = 7 * 24 * 3600
+OUTPUT_PAGE_BYTES = 65536  # job_output's default page
+MAX_OUTPUT_PAGE_BYTES = 1024 * 1024
+JOB_LIST_LIMIT = 20
+MAX_JOB_LIST_LIMIT = 1000
+
+# --- the HTTP face ----------------------------------------------------------------------------
+HTTP_HOST = "127.0.0.1"
+HTTP_PORT = 8765
+
+# --- execution ----------------------------------------------------------------------------
+MAX_PARALLEL_RUNS = 16  # concurrent ansible-runner processes one bridge starts
+CONTROLLER_GRACE_S = 30  # beyond a command's own timeout before the controller kills Ansible
+NODE_SNIPPET_TIMEOUT_S = 120  # job start/poll/read/cancel snippets
+RUNNER_DIRS_KEPT = 200  # per-call runner folders kept under the state folder
+RUNNER_ROTATE_EVERY = 20  # runs between two clean-ups of those folders
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a person may tune, each with its environment variable and default."""
+
+    output_cap: int = 1024 * 1024  # JEXIDA_OUTPUT_CAP: bytes per stream, head + tail kept
+    facts_ttl_s: float = 15.0  # JEXIDA_FACTS_TTL: seconds before facts are refreshed in the background
+    job_retention_days: float = 30.0  # JEXIDA_JOB_RETENTION_DAYS: finished job records kept this long
+    job_lost_after_s: float = 30.0  # JEXIDA_JOB_LOST_AFTER: a node unreachable this long loses its jobs
+    job_poll_interval_s: float = 2.0  # JEXIDA_JOB_POLL_INTERVAL: how often running jobs are polled
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        values: dict[str, float | int] = {}
+        for spec in fields(cls):
+            name = ENV_NAMES[spec.name]
+            raw = os.environ.get(name)
+            if raw is None or raw == "":
+                continue
+            kind = int if spec.type in ("int", int) else float
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise JexidaError(f"{name}={raw!r} is not a number: unset it or give a {kind.__name__}") from None
+            if value <= 0:
+                raise JexidaError(f"{name}={raw!r} must be greater than 0")
+            values[spec.name] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+
+ENV_NAMES: dict[str, str] = {
+    "output_cap": "JEXIDA_OUTPUT_CAP",
+    "facts_ttl_s": "JEXIDA_FACTS_TTL",
+    "job_retention_days": "JEXIDA_JOB_RETENTION_DAYS",
+    "job_lost_after_s": "JEXIDA_JOB_LOST_AFTER",
+    "job_poll_interval_s": "JEXIDA_JOB_POLL_INTERVAL",
+}
