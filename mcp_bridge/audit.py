@@ -1,31 +1,36 @@
-"""An append-only audit log: one JSON object per line, each chained to the one before.
+"""An append-only audit log: one JSON object per line, each sealed with a keyed MAC and chained.
 
-Every entry carries ``prev`` (the hash of the previous entry, ``"0" * 64`` for the first)
-and ``hash``, the SHA-256 of the entry's canonical JSON without ``hash`` (sorted keys,
-compact separators, UTF-8). Editing a line breaks its own hash; deleting or reordering
-lines breaks the next line's ``prev``.
+Every entry carries ``prev`` (the MAC of the previous entry, ``"0" * 64`` for the first)
+and ``mac``: HMAC-SHA256 over the entry's canonical JSON without ``mac`` (sorted keys,
+compact separators, UTF-8), keyed with a secret kept apart from the log in
+``<state>/audit.key`` (mode 0600, made on the first append). Without the key nobody can
+write a line, or rewrite the chain, that verifies: editing, inserting, reordering or
+appending a forged line is caught, and so is recomputing plain hashes over edited lines.
 
-A chain alone cannot show that its *last* lines were cut off: the shorter file is still a
-valid chain. So a side file ``<log>.head`` holds the number of lines and the last hash,
-rewritten (atomically) after every append under the same lock. :func:`verify` compares
-the log with it, and :meth:`AuditLog.append` refuses to extend a log whose end no longer
-matches its head, so a truncation cannot be papered over by the next entry.
+The end of the log is sealed too: ``<log>.head`` holds the number of lines and the last MAC
+with a MAC of its own, so cutting lines off the end, or deleting the log, is caught while
+the key says there was one. The head is rewritten (atomically) after every append under
+the log's ``flock``; a crash between a line and its head leaves the head exactly one entry
+behind, which the next append heals and :func:`verify` accepts.
 
-Appends are safe across threads and processes: each one takes ``flock(LOCK_EX)`` on the
-log, reads the last line's hash, writes its line with one ``O_APPEND`` write, then updates
-the head. A crash between the line and the head leaves the head exactly one entry behind;
-that state is recognised and healed by the next append, and accepted by :func:`verify`.
+Commands are logged twice: an ``intent`` line (who, face, node, command, decision) is
+written and fsynced *before* anything runs, an ``outcome`` line (rc, status) after, so a
+crash or kill in between still leaves a record.
 
-The chain makes tampering evident, not impossible: whoever can write both files can
-rewrite the whole history. Ship the log (or the head hash) elsewhere for that.
+What it does not protect against: whoever can read the key (the controller's own user, or
+root) can rewrite the whole history and seal it again; restoring an older log together with
+its older head (a rollback) verifies. Ship lines elsewhere (``JEXIDA_AUDIT_SYSLOG=1`` also
+sends each one to syslog/journald) to be safe from that.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import hmac
 import json
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,15 +39,15 @@ from typing import Any
 
 from mcp_bridge.errors import JexidaError
 
-__all__ = ["GENESIS_HASH", "AuditError", "AuditLog", "AuditVerification", "entry_hash", "verify"]
+__all__ = ["GENESIS", "AuditError", "AuditLog", "AuditVerification", "entry_mac", "verify"]
 
-GENESIS_HASH = "0" * 64
-_RESERVED_KEYS = frozenset({"ts", "prev", "hash"})
+GENESIS = "0" * 64
+_RESERVED_KEYS = frozenset({"ts", "prev", "mac"})
 _TAIL_BLOCK = 64 * 1024
 
 
 class AuditError(JexidaError):
-    """The log cannot be appended to safely (its end does not match its head, or it is corrupt)."""
+    """The log cannot be appended to safely; the message says what is wrong and what to do."""
 
 
 @dataclass
@@ -57,42 +62,84 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-def entry_hash(entry: Mapping[str, Any]) -> str:
-    """The hash an entry must carry: SHA-256 over its canonical JSON without ``hash``."""
-    return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+def entry_mac(key: bytes, entry: Mapping[str, Any]) -> str:
+    """The MAC an entry must carry: HMAC-SHA256 over its canonical JSON without ``mac``."""
+    return hmac.new(key, _canonical({k: v for k, v in entry.items() if k != "mac"}), hashlib.sha256).hexdigest()
+
+
+def _head_seal(key: bytes, lines: int, last: str) -> str:
+    return hmac.new(key, f"head:{lines}:{last}".encode(), hashlib.sha256).hexdigest()
+
+
+def key_path_for(path: Path) -> Path:
+    return path.with_name("audit.key") if path.name == "audit.jsonl" else path.with_name(path.name + ".key")
+
+
+def _read_key(key_path: Path) -> bytes | None:
+    try:
+        data = json.loads(key_path.read_text())
+        return bytes.fromhex(data["key"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AuditError(f"{key_path}: unreadable audit key ({exc}); restore it from a backup") from exc
+
+
+def _create_key(key_path: Path) -> bytes:
+    """Make the key once (O_EXCL: two bridges starting together agree on one)."""
+    key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = _read_key(key_path)
+        assert key is not None
+        return key
+    key = secrets.token_bytes(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps({"key": key.hex(), "created": _now()}) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
 class _Head:
     lines: int
-    hash: str
+    last: str
 
 
 def _head_path(path: Path) -> Path:
     return path.with_name(path.name + ".head")
 
 
-def _read_head(head_path: Path) -> _Head:
-    """The recorded end of the log; a missing head means an empty log (or a crash before the
-    first head was written, which the one-behind rule covers)."""
+def _read_head(head_path: Path, key: bytes) -> _Head | None:
+    """The sealed end of the log; None when there is no head file."""
     try:
         data = json.loads(head_path.read_text())
     except FileNotFoundError:
-        return _Head(0, GENESIS_HASH)
+        return None
     except (OSError, ValueError) as exc:
-        raise AuditError(f"{head_path}: unreadable head file: {exc}") from exc
-    if not (isinstance(data, dict) and isinstance(data.get("lines"), int) and isinstance(data.get("hash"), str)):
-        raise AuditError(f"{head_path}: the head file must hold {{\"lines\": int, \"hash\": str}}")
-    return _Head(data["lines"], data["hash"])
+        raise AuditError(f"{head_path}: unreadable head file ({exc})") from exc
+    if not (isinstance(data, dict) and isinstance(data.get("lines"), int) and isinstance(data.get("mac"), str)):
+        raise AuditError(f"{head_path}: the head file must hold lines, mac and seal")
+    if not hmac.compare_digest(str(data.get("seal", "")), _head_seal(key, data["lines"], data["mac"])):
+        raise AuditError(f"{head_path}: the head's seal does not match: the head file was edited")
+    return _Head(data["lines"], data["mac"])
 
 
-def _write_head(head_path: Path, head: _Head, durable: bool) -> None:
+def _write_head(head_path: Path, head: _Head, key: bytes, durable: bool) -> None:
     temporary = head_path.with_name(f"{head_path.name}.{os.getpid()}.tmp")
+    body = {"lines": head.lines, "mac": head.last, "seal": _head_seal(key, head.lines, head.last)}
     with open(temporary, "w") as handle:
-        handle.write(json.dumps({"lines": head.lines, "hash": head.hash}) + "\n")
+        handle.write(json.dumps(body) + "\n")
         if durable:
             handle.flush()
             os.fsync(handle.fileno())
+    os.chmod(temporary, 0o600)
     os.replace(temporary, head_path)  # readers see the old head or the new one, never half
 
 
@@ -101,8 +148,7 @@ def _last_line(fd: int) -> bytes | None:
     size = os.fstat(fd).st_size
     if size == 0:
         return None
-    end = size
-    chunk = b""
+    end, chunk = size, b""
     while end > 0:
         start = max(0, end - _TAIL_BLOCK)
         chunk = os.pread(fd, end - start, start) + chunk
@@ -115,191 +161,195 @@ def _last_line(fd: int) -> bytes | None:
 
 
 class AuditLog:
-    """The audit log at ``path`` (created on first append, mode 0600) and its ``.head``."""
+    """The audit log at ``path`` (created on first append, mode 0600), its head and its key."""
 
-    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
+    def __init__(self, path: str | Path, *, key_path: str | Path | None = None, durable: bool = True) -> None:
         self.path = Path(path)
         self.head_path = _head_path(self.path)
+        self.key_path = Path(key_path) if key_path else key_path_for(self.path)
         self.durable = durable  # fsync each line and head: an audit trail should survive a crash
+        self._syslog = os.environ.get("JEXIDA_AUDIT_SYSLOG", "").lower() in ("1", "true", "yes")
 
-    def append(
-        self,
-        *,
-        face: str,
-        action: str,
-        command: str | None = None,
-        nodes: list[str] | None = None,
-        caller: str | None = None,
-        decision: str | None = None,
-        job_id: str | None = None,
-        rc: int | None = None,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        """Write one entry and return it as written (with ``ts``, ``prev`` and ``hash``)."""
+    def append(self, *, face: str, action: str, command: str | None = None, nodes: list[str] | None = None,
+               caller: str | None = None, decision: str | None = None, job_id: str | None = None,
+               rc: int | None = None, **extra: Any) -> dict[str, Any]:
+        """Write one entry (fsynced) and return it as written, with ``ts``, ``prev`` and ``mac``."""
         clashing = sorted(_RESERVED_KEYS & set(extra))
         if clashing:
             raise ValueError(f"audit fields {clashing} are set by the log itself")
-        fields: dict[str, Any] = {
-            "face": face,
-            "action": action,
-            "command": command,
-            "nodes": list(nodes) if nodes is not None else None,
-            "caller": caller,
-            "decision": decision,
-            "job_id": job_id,
-            "rc": rc,
-            **extra,
-        }
-        # Round-trip through JSON first so the hash covers exactly what verify will read back
-        # (tuples become lists, odd objects their str()).
+        fields: dict[str, Any] = {"face": face, "action": action, "command": command,
+                                  "nodes": list(nodes) if nodes is not None else None, "caller": caller,
+                                  "decision": decision, "job_id": job_id, "rc": rc, **extra}
+        # Round-trip through JSON first so the MAC covers exactly what verify will read back.
         fields = json.loads(json.dumps(fields, default=str, allow_nan=False))
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise AuditError(f"cannot open the audit log {self.path}: {exc.strerror}; nothing was run") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            prev, lines_before = self._chain_end(fd)
-            entry = {"ts": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), **fields, "prev": prev}
-            entry["hash"] = entry_hash(entry)
+            key = _read_key(self.key_path)
+            if key is None and self._set_aside_unkeyed_log(fd):
+                os.close(fd)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if key is None:
+                if os.fstat(fd).st_size or self.head_path.exists():
+                    raise AuditError(f"{self.key_path} is missing but {self.path} has entries: the key was deleted. "
+                                     "Refusing to append; restore the key, or move the log away to start a new one")
+                key = _create_key(self.key_path)
+            prev, lines_before = self._chain_end(fd, key)
+            entry = {"ts": _now(), **fields, "prev": prev}
+            entry["mac"] = entry_mac(key, entry)
             line = _canonical(entry) + b"\n"
             written = 0
             while written < len(line):
                 written += os.write(fd, line[written:])
             if self.durable:
                 os.fsync(fd)
-            _write_head(self.head_path, _Head(lines_before + 1, entry["hash"]), self.durable)
+            _write_head(self.head_path, _Head(lines_before + 1, entry["mac"]), key, self.durable)
         finally:
             os.close(fd)  # also releases the lock
+        if self._syslog:
+            import syslog
+
+            syslog.syslog(syslog.LOG_INFO, "jexida-audit " + line.decode().rstrip("\n"))
         return entry
 
-    def _chain_end(self, fd: int) -> tuple[str, int]:
-        """(hash of the last entry, number of entries), checked against the head. Lock held."""
-        head = _read_head(self.head_path)
+    def _set_aside_unkeyed_log(self, fd: int) -> bool:
+        """A log from before the key (version 0.1, plain hash chain) is kept as audit-v1.jsonl, not mixed in."""
+        first = os.pread(fd, 4096, 0).split(b"\n", 1)[0]
+        try:
+            old = b'"hash"' in first and "mac" not in json.loads(first)
+        except ValueError:
+            return False
+        if not old:
+            return False
+        moved = self.path.with_name(self.path.stem + "-v1" + self.path.suffix)
+        os.replace(self.path, moved)
+        if self.head_path.exists():
+            os.replace(self.head_path, _head_path(moved))
+        return True
+
+    def _chain_end(self, fd: int, key: bytes) -> tuple[str, int]:
+        """(MAC of the last entry, number of entries), checked against the sealed head. Lock held."""
+        head = _read_head(self.head_path, key)
         raw = _last_line(fd)
         if raw is None:
-            if head.lines:
-                raise AuditError(
-                    f"{self.path} is empty but {self.head_path} records {head.lines} lines: the log was "
-                    "truncated. Refusing to append; investigate, then call rebuild_head() to re-anchor."
-                )
-            return GENESIS_HASH, 0
+            if head is not None and head.lines:
+                raise AuditError(f"{self.path} is empty but its head records {head.lines} lines: the log was "
+                                 "truncated. Refusing to append; investigate, then rebuild_head() to re-anchor")
+            return GENESIS, 0
         try:
             last = json.loads(raw)
-            last_hash, last_prev = str(last["hash"]), str(last["prev"])
+            last_mac, last_prev = str(last["mac"]), str(last["prev"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise AuditError(
-                f"{self.path}: the last line is not a valid audit entry ({exc}); refusing to append. "
-                "Run verify() to see what is wrong."
-            ) from exc
-        if last_hash == head.hash:
-            return last_hash, head.lines
-        if last_prev == head.hash:  # an append died between its line and its head: heal
-            return last_hash, head.lines + 1
-        raise AuditError(
-            f"{self.path}: the last entry does not match {self.head_path} (lines were removed from the end, "
-            "or the files were edited). Refusing to append; run verify(), investigate, then call "
-            "rebuild_head() to re-anchor."
-        )
+            raise AuditError(f"{self.path}: the last line is not a valid audit entry ({exc}); refusing to append. "
+                             "Run `jexida audit verify` to see what is wrong") from exc
+        head = head or _Head(0, GENESIS)
+        if last_mac == head.last:
+            return last_mac, head.lines
+        if last_prev == head.last:  # an append died between its line and its head: heal
+            return last_mac, head.lines + 1
+        raise AuditError(f"{self.path}: the last entry does not match its sealed head (lines were removed from the "
+                         "end, or the files were edited). Refusing to append; run `jexida audit verify`")
 
     def verify(self) -> AuditVerification:
-        return verify(self.path)
+        return verify(self.path, self.key_path)
 
     def rebuild_head(self) -> AuditVerification:
-        """Re-anchor the head on the log as it is now, if its chain is intact.
-
-        For after an investigation (or a lost head file): this accepts the current end of
-        the log as the truth, so it is an explicit operator action, never automatic.
-        """
+        """Re-anchor the head on the log as it is now, if its chain verifies: an operator's action."""
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            result, last_hash = _verify_chain(self.path)
+            key = _read_key(self.key_path)
+            if key is None:
+                return AuditVerification(False, 0, None, f"{self.key_path} is missing: nothing can be re-anchored")
+            result, last = _verify_chain(self.path, key)
             if result.ok:
-                _write_head(self.head_path, _Head(result.lines, last_hash), self.durable)
+                _write_head(self.head_path, _Head(result.lines, last), key, self.durable)
             return result
         finally:
             os.close(fd)
 
 
-def _verify_chain(path: Path) -> tuple[AuditVerification, str]:
-    """Check every line's hash and link; return the result and the last hash."""
-    prev = GENESIS_HASH
-    count = 0
+def _verify_chain(path: Path, key: bytes) -> tuple[AuditVerification, str]:
+    prev, count = GENESIS, 0
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            problem = _line_problem(raw, prev)
+            problem = _line_problem(raw, prev, key)
             if problem:
                 return AuditVerification(False, number - 1, number, f"{path}: line {number}: {problem}"), prev
-            prev = json.loads(raw)["hash"]
-            count = number
+            prev, count = json.loads(raw)["mac"], number
     return AuditVerification(True, count, None, ""), prev
 
 
-def _line_problem(raw: bytes, prev: str) -> str:
-    """What is wrong with one line given the previous line's hash; empty when nothing."""
+def _line_problem(raw: bytes, prev: str, key: bytes) -> str:
     if not raw.endswith(b"\n"):
         return "incomplete (no newline at the end): the line was cut off"
     try:
         entry = json.loads(raw)
     except ValueError as exc:
         return f"not valid JSON ({exc})"
-    if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str) or "prev" not in entry:
-        return "not an audit entry (needs 'prev' and 'hash')"
+    if not isinstance(entry, dict) or not isinstance(entry.get("mac"), str) or "prev" not in entry:
+        return "not an audit entry (needs 'prev' and 'mac')"
     try:
-        expected = entry_hash(entry)
+        expected = entry_mac(key, entry)
     except ValueError:  # NaN or Infinity: never written by append
         return "modified: it holds values (NaN, Infinity) the log never writes"
-    if entry["hash"] != expected:
-        return "modified: its hash does not match its content"
+    if not hmac.compare_digest(entry["mac"], expected):
+        return "modified or forged: its MAC does not match (written without the audit key)"
     if entry["prev"] != prev:
-        return (
-            "does not follow the line before it (its 'prev' is not that line's hash): "
-            "a line before it was deleted, or lines were reordered or inserted"
-        )
+        return ("does not follow the line before it: a line before it was deleted, or lines were reordered "
+                "or inserted")
     return ""
 
 
-def verify(path: str | Path) -> AuditVerification:
-    """Check the chain of the log at ``path`` and its end against ``<path>.head``."""
+def verify(path: str | Path, key_path: str | Path | None = None) -> AuditVerification:
+    """Check every line's MAC and link, and the end of the log against its sealed head."""
     path = Path(path)
+    key_path = Path(key_path) if key_path else key_path_for(path)
     head_path = _head_path(path)
-    if not path.exists():
-        if head_path.exists():
-            return AuditVerification(False, 0, 1, f"{path}: missing, but {head_path} exists: the log was deleted")
+    try:
+        key = _read_key(key_path)
+    except AuditError as exc:
+        return AuditVerification(False, 0, None, str(exc))
+    if key is None:
+        if path.exists() or head_path.exists():
+            return AuditVerification(False, 0, None, f"{key_path} is missing: the log cannot be verified "
+                                     "(without the key any line could have been written by anyone)")
         return AuditVerification(True, 0, None, "")
+    if not path.exists():
+        return AuditVerification(False, 0, 1, f"{path}: missing, but its key {key_path} exists: the log was deleted")
     with open(path, "rb") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_SH)  # a consistent view of log and head
-        result, last_hash = _verify_chain(path)
+        result, last = _verify_chain(path, key)
         if not result.ok:
             return result
         try:
-            head = _read_head(head_path)
+            head = _read_head(head_path, key)
         except AuditError as exc:
             return AuditVerification(False, result.lines, None, str(exc))
-        last_prev = _last_prev(path) if result.lines else GENESIS_HASH
+        last_prev = ""
+        if result.lines:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                last_prev = str(json.loads(_last_line(fd) or b"{}").get("prev", ""))
+            finally:
+                os.close(fd)
     lines = result.lines
-    if head.lines == lines and head.hash == last_hash:
+    if head is None:
+        if lines <= 1:
+            return result  # a crash before the first head was written
+        return AuditVerification(False, lines, None, f"{head_path} is missing: the end of the log cannot be checked")
+    if head.lines == lines and head.last == last:
         return result
-    if head.lines == lines - 1 and head.hash == last_prev:
+    if head.lines == lines - 1 and head.last == last_prev:
         return result  # an append died between its line and its head; the next append heals it
     if head.lines > lines:
-        missing = head.lines - lines
-        return AuditVerification(
-            False, lines, lines + 1,
-            f"{path}: line {lines + 1}: missing: {head_path} records {head.lines} lines but the log ends after "
-            f"line {lines}, so the last {missing} line(s) were deleted",
-        )
-    return AuditVerification(
-        False, lines, None,
-        f"{path}: the log's end (line {lines}, hash {last_hash[:12]}...) does not match {head_path} "
-        f"({head.lines} lines, hash {head.hash[:12]}...): the log or its head was edited",
-    )
-
-
-def _last_prev(path: Path) -> str:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        raw = _last_line(fd)
-    finally:
-        os.close(fd)
-    return str(json.loads(raw or b"{}").get("prev", ""))
+        return AuditVerification(False, lines, lines + 1,
+                                 f"{path}: line {lines + 1}: missing: the sealed head records {head.lines} lines "
+                                 f"but the log ends after line {lines}: the last {head.lines - lines} were deleted")
+    return AuditVerification(False, lines, None, f"{path}: the log's end (line {lines}) does not match its sealed "
+                             f"head ({head.lines} lines): the log was edited")

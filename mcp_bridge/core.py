@@ -1,13 +1,13 @@
-"""The bridge's core: every face (MCP server, CLI) calls these methods, nothing else.
+"""The bridge's core: every face (MCP server, HTTP API, web pages, CLI) calls these methods.
 
-Policy first, then placement (the pure routing function over the inventory's facts and
-the commands this bridge has in flight), then execution through ansible-runner, then the
-audit line. Methods block: the MCP server calls them from worker threads.
+Per command: the policy's decision and the person's answer (gate.py), then placement (the
+pure routing function over the inventory's facts and the work in flight), an audit intent
+line written before anything runs, execution through ansible-runner, and the outcome line.
+Methods block: the servers call them from worker threads.
 """
 
 from __future__ import annotations
 
-import shlex
 import threading
 import time
 from collections import Counter
@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from ansible_collections.jexida.cluster.plugins.module_utils import registry
-
-from mcp_bridge import execution, models, routing, settings
+from mcp_bridge import execution, gate, models, routing, settings
 from mcp_bridge.audit import AuditLog
+from mcp_bridge.call import Call, NodeRun
 from mcp_bridge.config import BridgeConfig
 from mcp_bridge.errors import JexidaError
-from mcp_bridge.nodes import Node, NodeDirectory, NodeError, init_ansible, runner_inventory
-from mcp_bridge.paths import BOOTSTRAP_PLAYBOOK
+from mcp_bridge.gate import Approval, Verdict
+from mcp_bridge.node_ops import NodeOps
+from mcp_bridge.nodes import Node, NodeDirectory, NodeError, runner_inventory
 from mcp_bridge.policy import CommandPolicy, PolicyDecision
 
 
@@ -95,7 +94,7 @@ def _routing_model(decision: routing.RoutingDecision) -> models.Routing:
     )
 
 
-class Cluster:
+class Cluster(NodeOps):
     """One bridge: nodes, policy, execution and audit, shared by all faces."""
 
     def __init__(self, config: BridgeConfig) -> None:
@@ -106,7 +105,6 @@ class Cluster:
         self.in_flight = InFlight()
         self._runs = threading.BoundedSemaphore(settings.MAX_PARALLEL_RUNS)
         self._jobs: Any = None
-        init_ansible()
         execution.skip_idle_wait_after_exit()
 
     @property
@@ -123,10 +121,18 @@ class Cluster:
         """The command policy, read again when its file changes (a broken file is an error per call)."""
         return self._policy_source.current()
 
-    # --- helpers ------------------------------------------------------------------------
+    # --- audit: an intent line before anything runs, the outcome after -------------------
 
-    def _audit(self, action: str, **fields: Any) -> None:
-        self.audit.append(face=self.config.face, caller=self.config.caller, action=action, **fields)
+    def _audit(self, action: str, **fields: Any) -> dict[str, Any]:
+        return self.audit.append(face=self.config.face, caller=self.config.caller, action=action, **fields)
+
+    def _intent(self, action: str, **fields: Any) -> str:
+        return str(self._audit(action, phase="intent", **fields)["mac"])
+
+    def _outcome(self, intent: str, action: str, **fields: Any) -> None:
+        self._audit(action, phase="outcome", intent=intent, **fields)
+
+    # --- checks -------------------------------------------------------------------------
 
     def check_timeout(self, timeout_s: int) -> int:
         if not 1 <= int(timeout_s) <= settings.MAX_TIMEOUT_S:
@@ -139,6 +145,44 @@ class Cluster:
             raise BridgeError("the command is empty: pass the shell command to run")
         return self.policy.check(command)
 
+    def unsure(self, commands: Sequence[str]) -> list[tuple[str, PolicyDecision]]:
+        """The commands the policy wants a person's yes for: what a face asks about before calling."""
+        return [(c, d) for c in commands if (d := self.check_command(c)).decision == "confirm"]
+
+    def judge(self, command: str, approval: Approval = gate.NOBODY) -> Verdict:
+        """Run it or not: the policy's decision with the person's answer (or the fallback)."""
+        policy = self.policy
+        return gate.decide(self.check_command(command), command, approval, policy.on_unsure,
+                           str(self.config.policy_file or ""))
+
+    def _kill(self, runs: list[NodeRun]) -> None:
+        """Stop runs on their nodes the way a timeout does (the whole process group), one Ansible run."""
+        by_node: dict[str, list[str]] = {}
+        for run in runs:
+            by_node.setdefault(run.node, []).append(run.run_id)
+        targets = {}
+        for name, run_ids in by_node.items():
+            try:
+                targets[name] = (self.directory.get(name).connection_vars, list(dict.fromkeys(run_ids)))
+            except NodeError:
+                continue
+        if targets:
+            execution.kill_runs(targets)
+
+    @contextmanager
+    def _tracking(self, call: Call, runs: list[NodeRun]) -> Iterator[None]:
+        """Hold the runs in the call while they run, so a cancel can find and stop them."""
+        call.started(runs, self._kill)
+        try:
+            yield
+        finally:
+            call.finished(runs)
+
+    def _refuse(self, verdict: Verdict, node: str | None = None, action: str = "command") -> models.CommandResult:
+        self._audit(action, command=verdict.command, nodes=[node] if node else None,
+                    decision=verdict.audit_decision, answer=verdict.answer, status=verdict.status)
+        return verdict.refused(node)
+
     def busy(self) -> dict[str, int]:
         """Work on each node that its last probe cannot have counted: commands running now through
         this bridge, and tracked jobs started (or being started) since that probe."""
@@ -147,35 +191,54 @@ class Cluster:
             counts.update(self._jobs.jobs_in_flight())
         return dict(counts)
 
-    def _rejected(self, command: str) -> models.CommandResult | None:
-        decision = self.check_command(command)
-        if decision.allowed:
-            return None
-        self._audit("command", command=command, decision=f"rejected:{decision.rule}")
-        return models.CommandResult(
-            command=command, ok=False, status="rejected", rule=decision.rule, message=decision.reason,
-        )
+    def views(self) -> list[routing.NodeView]:
+        """The nodes as the routing function sees them."""
+        return [_node_view(n) for n in self.directory.snapshot().nodes.values()]
 
-    def _execute(self, node: Node, command: str, timeout_s: int,
-                 routing_info: models.Routing | None = None) -> models.CommandResult:
-        """Run one command on one node through ansible-runner and turn the outcome into a result."""
-        with self._runs, self.in_flight.hold(node.name):
+    # --- execution ----------------------------------------------------------------------
+
+    def _run_on(self, node: Node, command: str, timeout_s: int, routing_info: models.Routing | None = None,
+                call: Call | None = None) -> models.CommandResult:
+        """Run one command on one node through ansible-runner (no policy, no audit: callers do both)."""
+        call = call or Call()
+        run = NodeRun(node.name, execution.new_run_id())
+        with self._runs, self.in_flight.hold(node.name), self._tracking(call, [run]):
             outcome = execution.run_shell(
                 inventory=runner_inventory([node]), host_pattern=node.name, command=command,
-                timeout_s=timeout_s, output_cap=self.config.settings.output_cap,
+                timeout_s=timeout_s, output_cap=self.config.settings.output_cap, run_id=run.run_id,
+                give_up=lambda: call.canceled_for(settings.CANCEL_GRACE_S),
             )
-        return self._result(node, command, timeout_s, outcome, routing_info, outcome.hosts.get(node.name))
+        return self._result(node, command, timeout_s, outcome, routing_info, outcome.hosts.get(node.name), call)
+
+    def _execute(self, node: Node, command: str, timeout_s: int, routing_info: models.Routing | None,
+                 verdict: Verdict, call: Call) -> models.CommandResult:
+        intent = self._intent("command", command=command, nodes=[node.name], decision=verdict.audit_decision,
+                              answer=verdict.answer)
+        result = self._run_on(node, command, timeout_s, routing_info, call)
+        return self._finish(intent, result, verdict)
+
+    def _finish(self, intent: str, result: models.CommandResult, verdict: Verdict) -> models.CommandResult:
+        if verdict.message:  # a person's yes or a fallback let it run: say so
+            result.message = f"{result.message} ({verdict.message})" if result.message else verdict.message
+        self._outcome(intent, "command", nodes=[result.node] if result.node else None, rc=result.rc,
+                      status=result.status)
+        return result
 
     def _result(self, node: Node, command: str, timeout_s: int, outcome: execution.RunOutcome,
-                routing_info: models.Routing | None, result: execution.HostResult | None) -> models.CommandResult:
+                routing_info: models.Routing | None, result: execution.HostResult | None,
+                call: Call | None = None) -> models.CommandResult:
         """One host's outcome as a CommandResult, with a message saying what went wrong."""
+        canceled = call is not None and call.canceled
         if result is None:  # Ansible ended before the host reported (killed, bad inventory)
-            status = "timeout" if outcome.runner_status == "timeout" else "failed"
+            status = "canceled" if canceled else ("timeout" if outcome.runner_status == "timeout" else "failed")
             message = f"ansible-runner ended with status {outcome.runner_status} and no result for {node.name}"
             return models.CommandResult(node=node.name, command=command, ok=False, status=status,
                                         duration_ms=outcome.duration_ms, message=message, routing=routing_info)
         message = ""
-        if result.status == "unreachable":
+        if canceled or result.status == "canceled":
+            result.status = "canceled"
+            message = f"canceled by the caller: stopped on {node.name} (its whole process group, as a timeout does)"
+        elif result.status == "unreachable":
             message = f"{node.name} is unreachable: {result.msg.strip()}"
             self.directory.mark_unreachable(node.name, result.msg.strip())
         elif result.status == "timeout":
@@ -189,24 +252,23 @@ class Cluster:
             message=message, routing=routing_info,
         )
 
-    def _log_result(self, result: models.CommandResult, action: str = "command") -> models.CommandResult:
-        self._audit(action, command=result.command, nodes=[result.node] if result.node else [],
-                    decision="allowed", rc=result.rc, status=result.status)
-        return result
-
-    def views(self) -> list[routing.NodeView]:
-        """The nodes as the routing function sees them."""
-        return [_node_view(n) for n in self.directory.snapshot().nodes.values()]
+    def _nowhere(self, command: str, verdict: Verdict, info: models.Routing) -> models.CommandResult:
+        self._audit("command", command=command, decision=verdict.audit_decision, answer=verdict.answer,
+                    status="unreachable", reason=info.reason)
+        return models.CommandResult(command=command, ok=False, status="unreachable", message=info.reason,
+                                    routing=info)
 
     # --- commands -----------------------------------------------------------------------
 
     def run(self, command: str, requires_os: str | None = None, requires_arch: str | None = None,
-            requires_tags: Sequence[str] = (), timeout_s: int = 300) -> models.CommandResult:
+            requires_tags: Sequence[str] = (), timeout_s: int = settings.COMMAND_TIMEOUT_S,
+            call: Call | None = None) -> models.CommandResult:
         """Route to the best capable node and run; one retry elsewhere if the node is unreachable."""
+        call = call or Call()
         timeout_s = self.check_timeout(timeout_s)
-        rejected = self._rejected(command)
-        if rejected:
-            return rejected
+        verdict = self.judge(command, call.approval)
+        if not verdict.run:
+            return self._refuse(verdict)
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
         tried: list[str] = []
         while True:
@@ -215,219 +277,115 @@ class Cluster:
             if tried:
                 info.reason = f"{info.reason} (after {', '.join(tried)} turned out unreachable)"
             if decision.node is None:
-                result = models.CommandResult(command=command, ok=False, status="unreachable",
-                                              message=decision.reason, routing=info)
-                return self._log_result(result)
-            result = self._execute(self.directory.get(decision.node), command, timeout_s, info)
-            if result.status != "unreachable" or len(tried) >= 1:
-                return self._log_result(result)
+                return self._nowhere(command, verdict, info)
+            result = self._execute(self.directory.get(decision.node), command, timeout_s, info, verdict, call)
+            if result.status != "unreachable" or len(tried) >= 1 or call.canceled:
+                return result
             tried.append(decision.node)
 
-    def offload(self, command: str, node_name: str, timeout_s: int = 300) -> models.CommandResult:
+    def offload(self, command: str, node_name: str, timeout_s: int = settings.COMMAND_TIMEOUT_S,
+                call: Call | None = None) -> models.CommandResult:
         """Run on a named node (it must exist; an unreachable one reports so)."""
+        call = call or Call()
         timeout_s = self.check_timeout(timeout_s)
         node = self.directory.get(node_name)
-        rejected = self._rejected(command)
-        if rejected:
-            rejected.node = node_name
-            return rejected
+        verdict = self.judge(command, call.approval)
+        if not verdict.run:
+            return self._refuse(verdict, node.name)
         info = models.Routing(chosen=node.name, reason=f"named by the caller ({node.health})")
         if not node.active:
-            result = models.CommandResult(node=node.name, command=command, ok=False, status="unreachable",
-                                          message=f"{node.name} is inactive in the registry: activate it first",
-                                          routing=info)
-            return self._log_result(result)
-        return self._log_result(self._execute(node, command, timeout_s, info))
+            info.reason = f"{node.name} is inactive in the registry: activate it first"
+            return self._nowhere(command, verdict, info).model_copy(update={"node": node.name})
+        return self._execute(node, command, timeout_s, info, verdict, call)
 
     def parallel(self, commands: Sequence[str], requires_os: str | None = None, requires_arch: str | None = None,
-                 requires_tags: Sequence[str] = (), timeout_s: int = 300) -> models.ParallelResult:
-        """Run all commands at once, placed by load; a rejected command fails alone."""
+                 requires_tags: Sequence[str] = (), timeout_s: int = settings.COMMAND_TIMEOUT_S,
+                 call: Call | None = None) -> models.ParallelResult:
+        """Run all commands at once, placed by load; a refused command fails alone."""
+        call = call or Call()
         timeout_s = self.check_timeout(timeout_s)
         if not commands:
             raise BridgeError("commands is empty: pass at least one command")
         started = time.monotonic()
         results: list[models.CommandResult | None] = [None] * len(commands)
-        runnable: list[int] = []
+        runnable: list[tuple[int, Verdict]] = []
         for index, command in enumerate(commands):
-            rejected = self._rejected(command)
-            if rejected:
-                results[index] = rejected
+            verdict = self.judge(command, call.approval)
+            if verdict.run:
+                runnable.append((index, verdict))
             else:
-                runnable.append(index)
+                results[index] = self._refuse(verdict)
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
         placements = routing.place_many(requirements, len(runnable), self.views(), self.busy())
-        placed: list[tuple[int, Node, models.Routing]] = []
-        for index, decision in zip(runnable, placements, strict=True):
+        placed: list[tuple[int, Node, models.Routing, Verdict]] = []
+        for (index, verdict), decision in zip(runnable, placements, strict=True):
             info = _routing_model(decision)
             if decision.node is None:
-                results[index] = self._log_result(models.CommandResult(
-                    command=commands[index], ok=False, status="unreachable", message=info.reason, routing=info))
+                results[index] = self._nowhere(commands[index], verdict, info)
             else:
-                placed.append((index, self.directory.get(decision.node), info))
+                placed.append((index, self.directory.get(decision.node), info, verdict))
         if placed:
             # One Ansible run for the whole batch: each command on its node, all at once.
-            aliases = {f"{node.name}__cmd{index}": (index, node, info) for index, node, info in placed}
-            with self._runs, self.in_flight.hold(*(node.name for _, node, _ in placed)):
+            aliases = {f"{entry[1].name}__cmd{entry[0]}": entry for entry in placed}
+            runs = {alias: NodeRun(node.name, execution.new_run_id()) for alias, (_, node, _, _) in aliases.items()}
+            intents = {alias: self._intent("command", command=commands[index], nodes=[node.name],
+                                           decision=verdict.audit_decision, answer=verdict.answer)
+                       for alias, (index, node, _, verdict) in aliases.items()}
+            done = iter(range(1, len(aliases) + 1))
+            with (self._runs, self.in_flight.hold(*(node.name for _, node, _, _ in placed)),
+                  self._tracking(call, list(runs.values()))):
                 outcome = execution.run_shell_batch(
-                    [(alias, node.connection_vars, commands[index]) for alias, (index, node, _) in aliases.items()],
+                    [(alias, node.connection_vars, commands[index], runs[alias].run_id)
+                     for alias, (index, node, _, _) in aliases.items()],
                     timeout_s=timeout_s, output_cap=self.config.settings.output_cap,
+                    on_host=lambda alias, r: call.report(next(done), len(aliases), f"{alias}: {r.status}"),
+                    give_up=lambda: call.canceled_for(settings.CANCEL_GRACE_S),
                 )
-            for alias, (index, node, info) in aliases.items():
-                result = self._result(node, commands[index], timeout_s, outcome, info, outcome.hosts.get(alias))
-                results[index] = self._log_result(result)
-        done = [r for r in results if r is not None]
+            for alias, (index, node, info, verdict) in aliases.items():
+                result = self._result(node, commands[index], timeout_s, outcome, info, outcome.hosts.get(alias), call)
+                results[index] = self._finish(intents[alias], result, verdict)
+        finished = [r for r in results if r is not None]
         return models.ParallelResult(
-            results=done, duration_ms=int((time.monotonic() - started) * 1000),
-            succeeded=sum(r.ok for r in done), failed=sum(not r.ok for r in done),
+            results=finished, duration_ms=int((time.monotonic() - started) * 1000),
+            succeeded=sum(r.ok for r in finished), failed=sum(not r.ok for r in finished),
         )
 
-    def broadcast(self, command: str, pattern: str, timeout_s: int = 300) -> models.BroadcastResult:
+    def broadcast(self, command: str, pattern: str, timeout_s: int = settings.COMMAND_TIMEOUT_S,
+                  call: Call | None = None) -> models.BroadcastResult:
         """Run on every node matching an Ansible host pattern, in one Ansible run."""
+        call = call or Call()
         timeout_s = self.check_timeout(timeout_s)
         names = self.directory.match(pattern)
         started = time.monotonic()
-        rejected = self._rejected(command)
-        if rejected:
-            results = [rejected.model_copy(update={"node": name}) for name in names]
+        verdict = self.judge(command, call.approval)
+        if not verdict.run:
+            self._refuse(verdict, action="broadcast")
+            results = [verdict.refused(name) for name in names]
         else:
             nodes = [self.directory.get(name) for name in names]
-            with self._runs, self.in_flight.hold(*names):
+            run_id = execution.new_run_id()  # the same name on every node: one kill stops them all
+            intent = self._intent("broadcast", command=command, nodes=names, pattern=pattern,
+                                  decision=verdict.audit_decision, answer=verdict.answer)
+            done = iter(range(1, len(nodes) + 1))
+            with (self._runs, self.in_flight.hold(*names),
+                  self._tracking(call, [NodeRun(name, run_id) for name in names])):
                 outcome = execution.run_shell(
                     inventory=runner_inventory(nodes), host_pattern="all", command=command,
-                    timeout_s=timeout_s, output_cap=self.config.settings.output_cap,
+                    timeout_s=timeout_s, output_cap=self.config.settings.output_cap, run_id=run_id,
+                    on_host=lambda host, r: call.report(next(done), len(nodes), f"{host}: {r.status}"),
+                    give_up=lambda: call.canceled_for(settings.CANCEL_GRACE_S),
                 )
-            results = [self._result(node, command, timeout_s, outcome, None, outcome.hosts.get(node.name))
+            results = [self._result(node, command, timeout_s, outcome, None, outcome.hosts.get(node.name), call)
                        for node in nodes]
-            self._audit("broadcast", command=command, nodes=names, decision="allowed",
-                        rc=max((r.rc or 0) for r in results) if results else None, pattern=pattern)
+            for result in results:
+                if verdict.message:
+                    result.message = f"{result.message} ({verdict.message})" if result.message else verdict.message
+            self._outcome(intent, "broadcast", nodes=names, rc=max((r.rc or 0) for r in results) if results else None,
+                          statuses=dict(Counter(r.status for r in results)))
         return models.BroadcastResult(
             pattern=pattern, command=command, results=results, matched=names,
             succeeded=sum(r.ok for r in results), failed=sum(not r.ok for r in results),
             duration_ms=int((time.monotonic() - started) * 1000),
         )
 
-    # --- nodes --------------------------------------------------------------------------
-
-    def _info(self, node: Node, in_flight: dict[str, int]) -> models.NodeInfo:
-        known = set(models.NodeFacts.model_fields)
-        return models.NodeInfo(
-            name=node.name, host=node.host, port=node.port, user=node.user, tags=node.tags, active=node.active,
-            health=node.health, groups=node.groups, jobs_in_flight=in_flight.get(node.name, 0),  # type: ignore[arg-type]
-            facts=models.NodeFacts(**{k: v for k, v in node.facts.items() if k in known}),
-        )
-
-    def status(self, fresh: bool = True) -> models.ClusterStatus:
-        snapshot = self.directory.refresh() if fresh else self.directory.snapshot()
-        in_flight = self.in_flight.snapshot()
-        infos = [self._info(n, in_flight) for n in snapshot.nodes.values()]
-        health = Counter(i.health for i in infos)
-        return models.ClusterStatus(
-            nodes=infos, total=len(infos), available=health["available"], unreachable=health["unreachable"],
-            inactive=health["inactive"], overloaded=health["overloaded"],
-            by_load_group=dict(Counter(i.facts.load_group for i in infos if i.facts.load_group)),
-            jobs_in_flight=sum(in_flight.values()), facts_age_s=round(snapshot.age_s, 3),
-        )
-
-    def list_nodes(self, active_only: bool = True, tag: str | None = None) -> list[models.NodeInfo]:
-        in_flight = self.in_flight.snapshot()
-        nodes = self.directory.snapshot().nodes.values()
-        return [self._info(n, in_flight) for n in nodes
-                if (n.active or not active_only) and (tag is None or tag in n.tags)]
-
-    def get_node(self, name: str) -> models.NodeInfo:
-        return self._info(self.directory.get(name), self.in_flight.snapshot())
-
-    def check_node(self, name: str, detailed: bool = False) -> models.NodeCheck:
-        """Probe the node now (one SSH round trip); with detailed, also check its job dirs through Ansible."""
-        facts = self.directory.probe(name)
-        node = self.directory.get(name)
-        check = models.NodeCheck(name=name, reachable=bool(facts.get("reachable")), latency_ms=facts.get("probe_ms"),
-                                 error=facts.get("error"), address=facts.get("address"))
-        if detailed and check.reachable:
-            check.python_version = facts.get("python_version")
-            check.disk_free_mb = facts.get("disk_free_mb")
-            check.mem_total_mb = facts.get("mem_total_mb")
-            check.mem_available_mb = facts.get("mem_available_mb")
-            dirs = " && ".join(f"test -w {shlex.quote(d)}" for d in (node.job_dir, node.log_dir))
-            probe = self._execute(node, dirs, 60)
-            check.job_dirs_writable = probe.ok
-            check.detail = "" if probe.ok else (probe.stderr or probe.message or f"rc={probe.rc}")
-        self._audit("check", nodes=[name], detailed=detailed, reachable=check.reachable)
-        return check
-
-    def registry_path(self) -> Path:
-        """The node registry (nodes_file) of the inventory config."""
-        config_path = Path(self.config.inventory)
-        try:
-            config = yaml.safe_load(config_path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise BridgeError(f"cannot read the inventory config {config_path}: {exc}") from exc
-        nodes_file = config.get("nodes_file")
-        if not nodes_file:
-            raise BridgeError(f"{config_path} has no nodes_file: there is no registry to write to")
-        path = Path(nodes_file).expanduser()
-        return path if path.is_absolute() else (config_path.parent / path).resolve()
-
-    def register_node(self, name: str, host: str, user: str = "jexida", ssh_port: int = 22,
-                      tags: Sequence[str] = (), is_active: bool = True,
-                      extra_vars: dict[str, Any] | None = None) -> models.RegisterResult:
-        """Add or update a node in the registry (validated, atomic), then re-read the inventory."""
-        path = self.registry_path()
-        entry: dict[str, Any] = {"name": name, "host": host, "user": user, "port": ssh_port,
-                                 "tags": list(tags), "active": is_active}
-        existing = {n["name"] for n in registry.load_registry(str(path))}
-        if extra_vars is None and name not in existing:
-            extra_vars = self.default_connection_vars()
-        if extra_vars:
-            entry["vars"] = extra_vars
-        changed, stored = registry.upsert_node(str(path), entry)
-        self._audit("register", nodes=[name], changed=changed)
-        self.directory.invalidate()
-        return models.RegisterResult(name=name, changed=changed, created=name not in existing,
-                                     registry=str(path), node=stored)
-
-    def default_connection_vars(self) -> dict[str, Any]:
-        """How a newly registered node is reached: the controller key, and the suite's known_hosts
-        with trust on first use (bootstrap then pins the key it reads over the admin connection)."""
-        key = self.config.home / "controller_ed25519"
-        if not key.exists():
-            return {}
-        known_hosts = self.config.home / "known_hosts"
-        return {
-            "ansible_ssh_private_key_file": str(key),
-            "ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=accept-new",
-        }
-
-    def remove_node(self, name: str) -> bool:
-        path = self.registry_path()
-        removed = registry.remove_node(str(path), name)
-        if not removed:
-            raise NodeError(f"no node {name!r} in the registry {path}")
-        self._audit("remove", nodes=[name])
-        self.directory.invalidate()
-        return removed
-
-    def provision(self, name: str, dry_run: bool = True) -> models.ProvisionResult:
-        """Run playbooks/bootstrap.yml for one registered node through ansible-runner."""
-        node = self.directory.get(name)
-        outcome = execution.run_playbook(
-            playbook=str(BOOTSTRAP_PLAYBOOK), inventory=runner_inventory([node]), limit=name,
-            extravars={"jexida_registry": str(self.registry_path()), "jexida_tags": node.tags},
-            check=dry_run,
-        )
-        tasks = [models.TaskSummary(task=t.task, status=t.status, message=t.message)  # type: ignore[arg-type]
-                 for t in outcome.tasks if t.host == name]
-        failed = [t for t in tasks if t.status in ("failed", "unreachable")]
-        report = next((t.message for t in reversed(tasks) if t.task.startswith("Show what happened")), "")
-        ok = outcome.runner_status == "successful"
-        message = report or ("" if ok else f"ansible-runner status {outcome.runner_status}")
-        self._audit("provision", nodes=[name], dry_run=dry_run, rc=outcome.runner_rc)
-        if not dry_run:
-            self.directory.invalidate()  # bootstrap rewrote the node's registry entry
-        return models.ProvisionResult(
-            name=name, dry_run=dry_run, ok=ok and not failed, status=outcome.runner_status, tasks=tasks,
-            recap=outcome.recap.get(name, {}), message=message,
-        )
-
-
-__all__ = ["BridgeConfig", "BridgeError", "Cluster", "NodeError"]
+__all__ = ["Approval", "BridgeConfig", "BridgeError", "Call", "Cluster", "NodeError"]

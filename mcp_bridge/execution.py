@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +26,7 @@ import ansible_runner
 from mcp_bridge import settings
 from mcp_bridge.paths import ANSIBLE_CFG, state_dir
 
-HostStatus = Literal["succeeded", "failed", "timeout", "unreachable"]
+HostStatus = Literal["succeeded", "failed", "timeout", "unreachable", "canceled"]
 
 MAX_EVENT_RES = 16 * 1024 * 1024
 META_MARKER = "__JEXIDA_META__"
@@ -55,15 +56,60 @@ def wrap_command(command: str, timeout_s: int, output_cap: int) -> str:
     )
 
 
-def encoded_script(script: str) -> str:
-    """Module args for ansible.builtin.shell that run ``script`` with sh on the node.
+# Every node-side script runs in a private folder of its run, named by the bridge, so that a
+# cancel can find the run's process (its pid file) and signal it the way a timeout does.
+_RUN_BASE = "${TMPDIR:-/tmp}/jexida-$(id -u)"
+_LAUNCHER = " ".join((
+    f"umask 077; b={_RUN_BASE};",
+    'mkdir -p "$b" && [ -O "$b" ] && [ ! -L "$b" ] || { echo "jexida: $b is not a private folder of this user" >&2;',
+    'exit 97; }; d="$b/@RID@";',
+    'if ! mkdir "$d" 2>/dev/null; then if [ -f "$d/canceled" ]; then rm -rf "$d";',
+    """printf '\\n@M@ {"rc": 143, "stdout_bytes": 0, "stderr_bytes": 0, "timed_out": 0, "canceled": 1}\\n' >&2;""",
+    'exit 143; fi; echo "jexida: run folder $d exists" >&2; exit 97; fi;',
+    '{ printf %s @B64@ | base64 -d 2>/dev/null || printf %s @B64@ | base64 -D; } > "$d/run.sh";',
+    'sh "$d/run.sh"; rc=$?; rm -rf "$d"; exit $rc',
+))
+
+# Stops runs by id: TERM to the pid the wrapper recorded (`timeout`, which passes it to the whole
+# process group, then KILL after 5 s). A run that has not started yet is marked so it never does;
+# such marks older than 10 minutes (runs that ended meanwhile) are cleared.
+_KILLER = " ".join((
+    f'b={_RUN_BASE}; [ -O "$b" ] && [ ! -L "$b" ] || exit 0;',
+    'find "$b" -mindepth 2 -maxdepth 2 -name canceled -mmin +10 2>/dev/null',
+    '| while read -r f; do rm -rf "${f%/*}"; done;',
+    'for r in @RIDS@; do d="$b/$r";',
+    'if mkdir "$d" 2>/dev/null; then : > "$d/canceled"; echo "prevented $r"; continue; fi;',
+    ': > "$d/canceled" 2>/dev/null; i=0;',
+    'while [ ! -s "$d/pid" ] && [ -d "$d" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done;',
+    'if [ -s "$d/pid" ] && kill -TERM "$(cat "$d/pid")" 2>/dev/null; then echo "stopped $r"; else echo "gone $r"; fi;',
+    "done",
+))
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def encoded_script(script: str, run_id: str | None = None) -> str:
+    """A shell line that runs ``script`` with sh on the node, in the private folder of run ``run_id``.
 
     Ansible splits and templates ad-hoc module args; base64 leaves nothing for it to parse,
     so quotes, braces and backslashes in the script reach the node exactly as written.
     """
+    run_id = run_id or new_run_id()
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"bad run id {run_id!r}")
     encoded = base64.b64encode(script.encode()).decode()
-    return (f"f=$(mktemp) || exit 97; {{ printf %s {encoded} | base64 -d 2>/dev/null || "
-            f"printf %s {encoded} | base64 -D; }} > \"$f\"; sh \"$f\"; rc=$?; rm -f \"$f\"; exit $rc")
+    return _LAUNCHER.replace("@RID@", run_id).replace("@B64@", encoded).replace("@M@", META_MARKER)
+
+
+def kill_script(run_ids: Sequence[str]) -> str:
+    """A shell line that stops these runs on a node (see _KILLER); prints stopped/prevented/gone per run."""
+    bad = [r for r in run_ids if not _RUN_ID.match(r)]
+    if bad:
+        raise ValueError(f"bad run ids {bad!r}")
+    return _KILLER.replace("@RIDS@", " ".join(run_ids))
 
 
 @dataclass
@@ -199,6 +245,8 @@ def _host_result(event: str, host: str, res: Mapping[str, Any]) -> HostResult:
         status: HostStatus = "unreachable"
     elif meta.get("timed_out"):
         status = "timeout"
+    elif meta.get("canceled"):
+        status = "canceled"
     elif event == "runner_on_ok" and (rc in (None, 0)):
         status = "succeeded"
     else:
@@ -227,9 +275,13 @@ def run_module(
     module_args: str = "",
     timeout_s: int | None = None,
     forks: int = 50,
+    on_host: Callable[[str, HostResult], None] | None = None,
+    give_up: Callable[[], bool] | None = None,
 ) -> RunOutcome:
     """Run one module ad-hoc on the hosts matching ``host_pattern`` and return per-host results.
 
+    ``on_host`` hears of each host as it finishes (progress); ``give_up`` is polled and, once
+    true, ends Ansible on the controller (a backstop: cancel stops the node side first).
     Call it from a worker thread, never from an event loop: it blocks until Ansible ends.
     """
     private_dir = _new_private_dir()
@@ -241,6 +293,8 @@ def run_module(
             data = event.get("event_data", {})
             host = str(data.get("host", ""))
             results[host] = _host_result(name, host, data.get("res", {}) or {})
+            if on_host is not None:
+                on_host(host, results[host])
         return True
 
     started = time.monotonic()
@@ -256,6 +310,7 @@ def run_module(
         timeout=timeout_s,
         quiet=True,
         event_handler=on_event,
+        cancel_callback=give_up,
         suppress_env_files=True,
     )
     duration_ms = int((time.monotonic() - started) * 1000)
@@ -280,33 +335,44 @@ def run_shell(
     command: str,
     timeout_s: int,
     output_cap: int,
+    run_id: str | None = None,
+    on_host: Callable[[str, HostResult], None] | None = None,
+    give_up: Callable[[], bool] | None = None,
 ) -> RunOutcome:
-    """Run a shell command on every host matching the pattern, stopped on the node at ``timeout_s``."""
+    """Run a shell command on every host matching the pattern, stopped on the node at ``timeout_s``.
+
+    ``run_id`` names the run's private folder on each node: kill_script() stops it by that name.
+    """
     script = wrap_command(command, timeout_s, output_cap)
     return run_module(
         inventory=inventory,
         host_pattern=host_pattern,
         module="ansible.builtin.shell",
-        module_args=encoded_script(script),
+        module_args=encoded_script(script, run_id),
         timeout_s=timeout_s + settings.CONTROLLER_GRACE_S if timeout_s > 0 else None,
+        on_host=on_host,
+        give_up=give_up,
     )
 
 
 def run_shell_batch(
-    targets: Sequence[tuple[str, Mapping[str, Any], str]],
+    targets: Sequence[tuple[str, Mapping[str, Any], str, str]],
     *,
     timeout_s: int,
     output_cap: int,
+    on_host: Callable[[str, HostResult], None] | None = None,
+    give_up: Callable[[], bool] | None = None,
 ) -> RunOutcome:
     """Run a different command on each target in ONE Ansible run; results keyed by target name.
 
-    Each target is (name, connection vars, command). Targets on the same node become host
-    aliases sharing its ControlPersist connection; the per-host script is a host variable the
-    module args template picks up, so one Ansible start serves the whole batch.
+    Each target is (name, connection vars, command, run id). Targets on the same node become
+    host aliases sharing its ControlPersist connection; the per-host script is a host variable
+    the module args template picks up, so one Ansible start serves the whole batch.
     """
     hosts = {
-        name: {**dict(connection), "jexida_script": encoded_script(wrap_command(command, timeout_s, output_cap))}
-        for name, connection, command in targets
+        name: {**dict(connection), "jexida_script": encoded_script(wrap_command(command, timeout_s, output_cap),
+                                                                  run_id)}
+        for name, connection, command, run_id in targets
     }
     return run_module(
         inventory={"all": {"hosts": hosts}},
@@ -316,7 +382,18 @@ def run_shell_batch(
         module_args=json.dumps({"cmd": "{{ jexida_script }}"}),
         timeout_s=timeout_s + settings.CONTROLLER_GRACE_S if timeout_s > 0 else None,
         forks=max(1, len(hosts)),
+        on_host=on_host,
+        give_up=give_up,
     )
+
+
+def kill_runs(targets: Mapping[str, tuple[Mapping[str, Any], Sequence[str]]]) -> RunOutcome:
+    """Stop runs on nodes, all nodes in one Ansible run: {node: (connection vars, run ids)}."""
+    hosts = {name: {**dict(connection), "jexida_script": kill_script(run_ids)}
+             for name, (connection, run_ids) in targets.items()}
+    return run_module(inventory={"all": {"hosts": hosts}}, host_pattern="all", module="ansible.builtin.shell",
+                      module_args=json.dumps({"cmd": "{{ jexida_script }}"}), forks=max(1, len(hosts)),
+                      timeout_s=settings.NODE_SNIPPET_TIMEOUT_S)
 
 
 @dataclass

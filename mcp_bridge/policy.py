@@ -69,6 +69,8 @@ from typing import Any
 
 import yaml
 
+from mcp_bridge.errors import JexidaError
+
 __all__ = ["BUILTIN_RULES", "CommandPolicy", "PolicyDecision", "PolicyError", "PolicyRule"]
 
 # Stable ids of the built-in rules, with what each protects against.
@@ -89,7 +91,7 @@ _OVERRIDE_HINT = "If it is really intended, add an allow rule matching exactly t
 _MAX_DEPTH = 8
 
 
-class PolicyError(ValueError):
+class PolicyError(JexidaError):
     """A policy file that cannot be used; the message names the file and the field."""
 
 
@@ -98,6 +100,13 @@ class PolicyDecision:
     allowed: bool
     rule: str | None
     reason: str
+
+    @property
+    def decision(self) -> str:  # the three-outcome interface of the policy being rewritten
+        return "allow" if self.allowed else "deny"
+
+    def to_dict(self, command: str) -> dict[str, Any]:
+        return {"command": command, "decision": self.decision, "rule": self.rule, "reason": self.reason}
 
 
 # --------------------------------------------------------------------------------------
@@ -1045,6 +1054,7 @@ class CommandPolicy:
         self.deny = list(deny)
         self.allow = list(allow)
         self.source = source
+        self.on_unsure = "deny"
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> CommandPolicy:
@@ -1080,6 +1090,9 @@ class CommandPolicy:
                 raise PolicyError(f"{source}: '{kind}' must be a list of rules")
             lists[kind] = [_load_rule(entry, f"{kind}[{i}]", source, seen_ids) for i, entry in enumerate(entries)]
         return cls(deny=lists["deny"], allow=lists["allow"], source=source)
+
+    def check_many(self, commands: Sequence[str]) -> list[PolicyDecision]:
+        return [self.check(command) for command in commands]
 
     def check(self, command: str) -> PolicyDecision:
         """Whether ``command`` may run; a refusal says which rule matched and what to do."""

@@ -1,7 +1,8 @@
-"""The hash-chained audit log: what it writes, what verify catches, and concurrent appends."""
+"""The keyed audit log: what it writes, what verify catches (edits, forgeries, deletions), concurrent appends."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_bridge.audit import GENESIS_HASH, AuditError, AuditLog, entry_hash, verify
+from mcp_bridge.audit import GENESIS, AuditError, AuditLog, entry_mac, verify
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,9 +38,10 @@ def test_entry_fields_and_chain(tmp_path: Path) -> None:
                        decision="allowed", job_id="j1", rc=0, duration_ms=12)
     second = log.append(face="mcp", action="policy_denied", command="reboot", decision="power-state")
 
-    assert first["prev"] == GENESIS_HASH
-    assert second["prev"] == first["hash"]
-    assert first["hash"] == entry_hash(first)
+    key = bytes.fromhex(json.loads(log.key_path.read_text())["key"])
+    assert first["prev"] == GENESIS
+    assert second["prev"] == first["mac"]
+    assert first["mac"] == entry_mac(key, first)
     assert first["duration_ms"] == 12
     assert second["nodes"] is None and second["rc"] is None
     assert first["ts"].endswith("Z")
@@ -49,7 +51,9 @@ def test_entry_fields_and_chain(tmp_path: Path) -> None:
     assert [json.loads(line) for line in lines] == [first, second]
     assert lines[0] == json.dumps(first, sort_keys=True, separators=(",", ":")) + "\n"
     assert (log.path.stat().st_mode & 0o777) == 0o600
-    assert json.loads(log.head_path.read_text()) == {"lines": 2, "hash": second["hash"]}
+    assert (log.key_path.stat().st_mode & 0o777) == 0o600 and log.key_path.parent == log.path.parent
+    head = json.loads(log.head_path.read_text())
+    assert (head["lines"], head["mac"]) == (2, second["mac"])
 
 
 def test_values_are_stored_as_verify_reads_them(tmp_path: Path) -> None:
@@ -63,7 +67,7 @@ def test_values_are_stored_as_verify_reads_them(tmp_path: Path) -> None:
 def test_reserved_fields_are_refused(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.jsonl")
     with pytest.raises(ValueError, match="set by the log itself"):
-        log.append(face="cli", action="x", hash="0")
+        log.append(face="cli", action="x", mac="0")
 
 
 def test_long_chain_verifies(tmp_path: Path) -> None:
@@ -95,17 +99,63 @@ def test_edited_line_is_named(tmp_path: Path, k: int) -> None:
     assert f"line {k}:" in result.problem and "modified" in result.problem
 
 
-def test_edited_and_rehashed_line_breaks_the_next_link(tmp_path: Path) -> None:
+def test_a_rewritten_chain_without_the_key_is_caught(tmp_path: Path) -> None:
+    """Edit a line and recompute every later link with a plain hash (what worked before the key)."""
     log = filled(tmp_path, 10)
-    lines = read_lines(log)
-    entry = json.loads(lines[3])
-    entry["rc"] = 1
-    entry["hash"] = entry_hash(entry)
-    lines[3] = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
-    write_lines(log, lines)
+    entries = [json.loads(line) for line in read_lines(log)]
+    entries[3]["rc"] = 1
+    prev = entries[2]["mac"]
+    for entry in entries[3:]:
+        entry["prev"] = prev
+        entry["mac"] = hashlib.sha256(json.dumps({k: v for k, v in entry.items() if k != "mac"}, sort_keys=True,
+                                                 separators=(",", ":")).encode()).hexdigest()
+        prev = entry["mac"]
+    write_lines(log, [json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in entries])
+    head = json.loads(log.head_path.read_text())
+    log.head_path.write_text(json.dumps({**head, "mac": prev}))
     result = verify(log.path)
-    assert result.bad_line == 5
-    assert "line 5:" in result.problem and "does not follow" in result.problem
+    assert not result.ok and result.bad_line == 4
+    assert "line 4:" in result.problem and "forged" in result.problem
+
+
+def test_one_forged_line_appended_is_caught(tmp_path: Path) -> None:
+    log = filled(tmp_path, 5)
+    last = json.loads(read_lines(log)[-1])
+    forged = {**last, "ts": last["ts"], "command": "echo nothing to see", "prev": last["mac"]}
+    forged["mac"] = hashlib.sha256(b"a guess").hexdigest()
+    with open(log.path, "a") as handle:
+        handle.write(json.dumps(forged, sort_keys=True, separators=(",", ":")) + "\n")
+    result = verify(log.path)
+    assert not result.ok and result.bad_line == 6 and "forged" in result.problem
+
+
+def test_a_deleted_key_is_reported_and_stops_appends(tmp_path: Path) -> None:
+    log = filled(tmp_path, 3)
+    log.key_path.unlink()
+    result = verify(log.path)
+    assert not result.ok and "key" in result.problem and "missing" in result.problem
+    with pytest.raises(AuditError, match="key was deleted"):
+        log.append(face="cli", action="x")
+
+
+def test_log_and_head_deleted_together_are_reported_while_the_key_remains(tmp_path: Path) -> None:
+    log = filled(tmp_path, 3)
+    log.path.unlink()
+    log.head_path.unlink()
+    result = verify(log.path)
+    assert not result.ok and "the log was deleted" in result.problem
+
+
+def test_every_line_can_also_go_to_syslog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import syslog
+
+    sent: list[str] = []
+    monkeypatch.setattr(syslog, "syslog", lambda priority, message: sent.append(message))
+    monkeypatch.setenv("JEXIDA_AUDIT_SYSLOG", "1")
+    log = AuditLog(tmp_path / "audit.jsonl", durable=False)
+    entry = log.append(face="cli", action="run", command="uptime")
+    assert len(sent) == 1 and sent[0].startswith("jexida-audit ")
+    assert json.loads(sent[0].removeprefix("jexida-audit ")) == entry
 
 
 @pytest.mark.parametrize("k", [1, 6, 9])
@@ -157,7 +207,7 @@ def test_deleting_the_last_lines_is_caught_by_the_head(tmp_path: Path, removed: 
     assert not result.ok
     assert result.lines == 10 - removed
     assert result.bad_line == 10 - removed + 1
-    assert f"last {removed} line(s) were deleted" in result.problem
+    assert f"the last {removed} were deleted" in result.problem
 
 
 def test_emptied_or_deleted_log_is_caught(tmp_path: Path) -> None:
@@ -174,7 +224,7 @@ def test_emptied_or_deleted_log_is_caught(tmp_path: Path) -> None:
 def test_append_refuses_to_paper_over_a_truncation(tmp_path: Path) -> None:
     log = filled(tmp_path, 5)
     write_lines(log, read_lines(log)[:-1])
-    with pytest.raises(AuditError, match="rebuild_head"):
+    with pytest.raises(AuditError, match="Refusing to append"):
         log.append(face="cli", action="after-truncation")
     assert len(read_lines(log)) == 4  # nothing was written
 
@@ -206,9 +256,10 @@ def test_crash_before_the_first_head_is_accepted(tmp_path: Path) -> None:
 
 def test_edited_head_is_caught(tmp_path: Path) -> None:
     log = filled(tmp_path, 4)
-    log.head_path.write_text(json.dumps({"lines": 4, "hash": "f" * 64}))
+    head = json.loads(log.head_path.read_text())
+    log.head_path.write_text(json.dumps({**head, "lines": 2}))  # as if 2 lines were all there ever was
     result = verify(log.path)
-    assert not result.ok and "does not match" in result.problem
+    assert not result.ok and "seal does not match" in result.problem
     log.head_path.write_text("garbage")
     assert not verify(log.path).ok
     with pytest.raises(AuditError, match="head"):

@@ -33,7 +33,7 @@ def cmd_init(args: argparse.Namespace, _: Any) -> int:
 def cmd_serve(args: argparse.Namespace, _: Any) -> int:
     from mcp_bridge.server import serve
 
-    serve(args.inventory, http=args.http, host=args.host, port=args.port)
+    serve(args.inventory, http=args.http, host=args.host, port=args.port, allowed_hosts=args.allowed_host)
     return 0
 
 
@@ -121,6 +121,8 @@ def register(sub: argparse._SubParsersAction, common: Callable[[argparse.Argumen
     serve.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
     serve.add_argument("--host", default=settings.HTTP_HOST)
     serve.add_argument("--port", type=int, default=settings.HTTP_PORT)
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a host name clients use to reach this server (repeatable; needed off loopback)")
     serve.set_defaults(func=cmd_serve)
 
     audit_parser = sub.add_parser("audit", help="the audit log")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from mcp_bridge import settings
+from mcp_bridge.call import Call
 from mcp_bridge.cli.output import NODE_HEADERS, node_rows, print_json, print_table, show_result
 from mcp_bridge.core import Cluster
+from mcp_bridge.gate import NOBODY, Approval
 
 ClusterFactory = Callable[[argparse.Namespace], Cluster]
 
@@ -18,20 +22,73 @@ def tags(value: str | None) -> list[str]:
     return [t.strip() for t in (value or "").split(",") if t.strip()]
 
 
+def ask(cluster: Cluster, command: str, where: str, yes: bool) -> Approval:
+    """The CLI's way to get a person's yes for a command the policy is unsure of."""
+    unsure = cluster.unsure([command])
+    if not unsure:
+        return NOBODY
+    if yes:
+        return Approval("accepted", "--yes")
+    if not sys.stdin.isatty():
+        return Approval.nobody("no terminal to ask at; pass --yes to accept")
+    _, decision = unsure[0]
+    print(f"jexida: the policy wants a yes for this command (rule {decision.rule}): {decision.reason}", file=sys.stderr)
+    print(f"  command: {command}\n  where:   {where}", file=sys.stderr)
+    try:
+        answer = input("Run it? [y/N] ")
+    except EOFError:
+        return Approval("canceled", "terminal prompt")
+    accepted = answer.strip().lower() in ("y", "yes")
+    return Approval("accepted" if accepted else "declined", "terminal prompt")
+
+
+T = TypeVar("T")
+
+
+def interruptible(work: Callable[[], T], call: Call) -> T:
+    """Run a core call in a worker thread; Ctrl-C stops its commands on the nodes, then waits for the result."""
+    done: list[T] = []
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            done.append(work())
+        except BaseException as exc:  # handed to the main thread below
+            failed.append(exc)
+
+    worker = threading.Thread(target=target, name="jexida-cli-call", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        print("\njexida: interrupted: stopping the command on the node ...", file=sys.stderr)
+        call.cancel()
+        worker.join()
+    if failed:
+        raise failed[0]
+    return done[0]
+
+
 def cmd_run(args: argparse.Namespace, cluster_of: ClusterFactory) -> int:
     if args.node:
         # A named node needs no live facts: list the registry without probing every node.
         os.environ.setdefault("JEXIDA_INVENTORY_PROBE", "false")
     cluster = cluster_of(args)
     if args.node:
-        result = cluster.offload(args.cmd, args.node, args.timeout)
+        call = Call(approval=ask(cluster, args.cmd, f"node {args.node}", args.yes))
+        result = interruptible(lambda: cluster.offload(args.cmd, args.node, args.timeout, call), call)
     else:
-        result = cluster.run(args.cmd, args.os, args.arch, tags(args.tags), args.timeout)
+        call = Call(approval=ask(cluster, args.cmd, "the least loaded capable node", args.yes))
+        result = interruptible(lambda: cluster.run(args.cmd, args.os, args.arch, tags(args.tags), args.timeout,
+                                                   call), call)
     return show_result(result, args.json)
 
 
 def cmd_broadcast(args: argparse.Namespace, cluster_of: ClusterFactory) -> int:
-    outcome = cluster_of(args).broadcast(args.cmd, args.pattern, args.timeout)
+    cluster = cluster_of(args)
+    call = Call(approval=ask(cluster, args.cmd, f"every node matching {args.pattern}", args.yes))
+    outcome = interruptible(lambda: cluster.broadcast(args.cmd, args.pattern, args.timeout, call), call)
     if args.json:
         print_json(outcome.model_dump())
     else:
@@ -115,12 +172,14 @@ def register(sub: argparse._SubParsersAction, common: Callable[[argparse.Argumen
     run.add_argument("--arch", help="required architecture (x86_64, aarch64)")
     run.add_argument("--timeout", type=int, default=settings.COMMAND_TIMEOUT_S,
                      help="seconds before the command is killed on the node")
+    run.add_argument("--yes", action="store_true", help="accept a command the policy wants a person's yes for")
     run.set_defaults(func=cmd_run)
 
     broadcast = common(sub.add_parser("broadcast", help="run on every node matching a host pattern"))
     broadcast.add_argument("pattern", help="Ansible host pattern, e.g. 'tag_gpu:&available'")
     broadcast.add_argument("cmd", help="the shell command")
     broadcast.add_argument("--timeout", type=int, default=settings.COMMAND_TIMEOUT_S)
+    broadcast.add_argument("--yes", action="store_true", help="accept a command the policy wants a person's yes for")
     broadcast.set_defaults(func=cmd_broadcast)
 
     common(sub.add_parser("status", help="every node with fresh facts")).set_defaults(func=cmd_status)

@@ -7,14 +7,17 @@ import sys
 from collections.abc import Callable
 
 from mcp_bridge import settings
-from mcp_bridge.cli.cluster import ClusterFactory, tags
+from mcp_bridge.call import Call
+from mcp_bridge.cli.cluster import ClusterFactory, ask, tags
 from mcp_bridge.cli.output import print_json, print_table, show_job
 
 
 def cmd_submit(args: argparse.Namespace, cluster_of: ClusterFactory) -> int:
     cluster = cluster_of(args)
+    where = f"node {args.node}" if args.node else "the least loaded capable node"
+    call = Call(approval=ask(cluster, args.cmd, where, args.yes))
     info = cluster.jobs.submit(args.cmd, args.node, args.os, args.arch, tags(args.tags), args.description,
-                               args.timeout, args.wait)
+                               args.timeout, args.wait, call=call)
     return show_job(info, args.json)
 
 
@@ -66,6 +69,7 @@ def register(sub: argparse._SubParsersAction, common: Callable[[argparse.Argumen
     submit.add_argument("--timeout", type=int, default=settings.JOB_TIMEOUT_S, help="seconds before the job is killed")
     submit.add_argument("--wait", type=float, default=settings.JOB_WAIT_S,
                         help=f"seconds to wait for it to finish (default {settings.JOB_WAIT_S:g})")
+    submit.add_argument("--yes", action="store_true", help="accept a command the policy wants a person's yes for")
     submit.set_defaults(func=cmd_submit)
 
     jobs = sub.add_parser("jobs", help="tracked jobs")

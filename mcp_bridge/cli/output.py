@@ -96,5 +96,5 @@ def show_job(info: JobInfo, as_json: bool) -> int:
         return 0
     if info.status in ("succeeded", "failed"):
         return info.rc if info.rc is not None else EXIT_ERROR
-    return {"timeout": EXIT_TIMEOUT, "canceled": EXIT_INTERRUPTED,
-            "lost": EXIT_UNREACHABLE}.get(info.status, EXIT_ERROR)
+    return {"timeout": EXIT_TIMEOUT, "canceled": EXIT_INTERRUPTED, "lost": EXIT_UNREACHABLE,
+            "rejected": EXIT_REJECTED, "declined": EXIT_REJECTED}.get(info.status, EXIT_ERROR)

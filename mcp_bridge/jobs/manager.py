@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp_bridge import execution, routing, settings
+from mcp_bridge.call import Call
 from mcp_bridge.jobs import scripts
 from mcp_bridge.jobs.models import (
     _EPOCH,
@@ -60,6 +61,29 @@ class JobManager:
         self._unreachable_since: dict[str, float] = {}
         self.lost_after_s = tuning.job_lost_after_s
         self.store.purge(tuning.job_retention_days)
+        # Told of every change a client could see (status, output sizes): the MCP server turns it into
+        # resource-updated notifications, the web pages into live output.
+        self.listeners: list[Callable[[str], None]] = []
+        self._seen: dict[str, tuple[Any, ...]] = {}
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        self.store.update(job_id, **fields)
+        self._changed(job_id)
+
+    def _changed(self, job_id: str) -> None:
+        row = self.store.get(job_id)
+        signature = (row["status"], row["stdout_bytes"], row["stderr_bytes"], row["last_line"])
+        if self._seen.get(job_id) == signature:
+            return
+        if row["status"] in FINISHED:
+            self._seen.pop(job_id, None)
+        else:
+            self._seen[job_id] = signature
+        for listener in list(self.listeners):
+            try:
+                listener(job_id)
+            except Exception as exc:  # a listener must never break job tracking
+                print(f"jexida: job listener failed: {exc}", file=sys.stderr, flush=True)
 
     # --- placement ------------------------------------------------------------------------
 
@@ -97,44 +121,56 @@ class JobManager:
                requires_arch: str | None = None, requires_tags: tuple[str, ...] | list[str] = (),
                description: str = "", timeout_s: int = settings.JOB_TIMEOUT_S,
                wait_s: float = settings.JOB_WAIT_S,
-               on_progress: Callable[[JobInfo], None] | None = None) -> JobResult:
+               on_progress: Callable[[JobInfo], None] | None = None, call: Call | None = None) -> JobResult:
+        """Start a tracked job; a job the policy refuses (or a person declines) is recorded as such.
+
+        Canceling the call stops the wait, not the job: it is tracked and goes on (cancel_job stops it)."""
+        call = call or Call()
         timeout_s = self.cluster.check_timeout(timeout_s)
         if not 0 <= wait_s <= settings.MAX_JOB_WAIT_S:
             raise JobError(f"wait_s must be between 0 and {settings.MAX_JOB_WAIT_S:g} seconds, got {wait_s}")
         job_id = new_job_id()
-        decision = self.cluster.check_command(command)
-        if not decision.allowed:
-            self.cluster._audit("submit", command=command, decision=f"rejected:{decision.rule}", job_id=job_id)
-            raise JobError(f"rejected by policy rule {decision.rule}: {decision.reason}")
+        verdict = self.cluster.judge(command, call.approval)
+        if not verdict.run:
+            self.cluster._audit("submit", command=command, nodes=[node_name] if node_name else None, job_id=job_id,
+                                decision=verdict.audit_decision, answer=verdict.answer, status=verdict.status)
+            now = _now()
+            self.store.insert(job_id=job_id, node=node_name, command=command, description=description,
+                              status=verdict.status, created_at=now, ended_at=now, timeout_s=timeout_s,
+                              error=verdict.message)
+            self._changed(job_id)
+            return self.result(job_id)
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
         with self._placing:  # choose and reserve together, so concurrent submits spread out
             node, reason = self._place(node_name, requirements)
             self._pending[node.name] += 1
         try:
+            intent = self.cluster._intent("submit", command=command, nodes=[node.name], job_id=job_id,
+                                          decision=verdict.audit_decision, answer=verdict.answer)
             self.store.insert(job_id=job_id, node=node.name, command=command, description=description,
-                              status="queued", created_at=_now(), timeout_s=timeout_s, routing_reason=reason)
-            script = scripts.start(node.job_dir, node.log_dir, job_id, command, timeout_s)
-            outcome = self._shell(node, script)
+                              status="queued", created_at=_now(), timeout_s=timeout_s, routing_reason=reason,
+                              error=verdict.message or None)
+            outcome = self._shell(node, scripts.start(node.job_dir, node.log_dir, job_id, command, timeout_s))
             started = outcome.hosts.get(node.name)
             if started is None or not started.ok or not started.stdout.strip().isdigit():
                 why = (started.msg or started.stderr) if started else outcome.runner_status
-                self.store.update(job_id, status="lost", error=f"could not start on {node.name}: {why.strip()}",
+                self._update(job_id, status="lost", error=f"could not start on {node.name}: {why.strip()}",
                                   ended_at=_now())
-                self.cluster._audit("submit", command=command, nodes=[node.name], job_id=job_id,
-                                    decision="allowed", status="lost")
+                self.cluster._outcome(intent, "submit", nodes=[node.name], job_id=job_id, status="lost")
                 return self.result(job_id)
-            self.store.update(job_id, status="running", pid=int(started.stdout.strip()), started_at=_now())
+            self._update(job_id, status="running", pid=int(started.stdout.strip()), started_at=_now())
         finally:
             with self._placing:
                 self._pending[node.name] -= 1
                 if self._pending[node.name] <= 0:
                     del self._pending[node.name]
-        self.cluster._audit("submit", command=command, nodes=[node.name], job_id=job_id, decision="allowed")
-        return self.wait(job_id, wait_s, on_progress)
+        self.cluster._outcome(intent, "submit", nodes=[node.name], job_id=job_id, status="running")
+        return self.wait(job_id, wait_s, on_progress, call)
 
     def wait(self, job_id: str, wait_s: float, on_progress: Callable[[JobInfo], None] | None = None,
-             ) -> JobResult:
-        """Poll until the job ends or wait_s passes: the full result if it ended, else its state (no output yet)."""
+             call: Call | None = None) -> JobResult:
+        """Poll until the job ends or wait_s passes (or the call is canceled): the full result if it
+        ended, else its state (no output yet)."""
         deadline = time.monotonic() + wait_s
         while True:
             info = self.refresh([job_id])[0] if self.store.get(job_id)["status"] == "running" else self.get(job_id)
@@ -142,7 +178,7 @@ class JobManager:
                 return self.result(job_id)
             if on_progress:
                 on_progress(info)
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (call is not None and call.canceled):
                 return JobResult(**info.model_dump())
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
@@ -192,7 +228,7 @@ class JobManager:
 
     def _lose(self, row: sqlite3.Row, reason: str) -> None:
         if row["status"] == "running":  # a job that already ended keeps its real result
-            self.store.update(row["job_id"], status="lost", error=reason, ended_at=_now())
+            self._update(row["job_id"], status="lost", error=reason, ended_at=_now())
             self.cluster._audit("job-lost", job_id=row["job_id"], nodes=[row["node"]], reason=reason)
 
     def _apply(self, node: Node, row: sqlite3.Row, state: dict[str, Any]) -> None:
@@ -201,7 +237,7 @@ class JobManager:
         sizes = {"stdout_bytes": int(state.get("stdout_bytes") or 0),
                  "stderr_bytes": int(state.get("stderr_bytes") or 0)}
         if kind == "running":
-            self.store.update(job_id, status="running", error=None, last_line=state.get("last_line") or "", **sizes)
+            self._update(job_id, status="running", error=None, last_line=state.get("last_line") or "", **sizes)
         elif kind == "exited":
             rc = int(state["rc"])
             status = "timeout" if state.get("timed_out") else ("succeeded" if rc == 0 else "failed")
@@ -226,7 +262,7 @@ class JobManager:
             stdout = parts[0].removesuffix("\n") if parts else ""
             stderr = parts[1].removeprefix("\n").removesuffix("\n") if len(parts) > 1 else ""
         truncated = "[... jexida: " in stdout or "[... jexida: " in stderr
-        self.store.update(job_id, stdout=stdout, stderr=stderr, truncated=int(truncated), **fields)
+        self._update(job_id, stdout=stdout, stderr=stderr, truncated=int(truncated), **fields)
         self.cluster._audit("job-finished", job_id=job_id, nodes=[node.name], rc=fields.get("rc"),
                             status=fields.get("status"))
 

@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field
 from mcp_bridge.errors import JexidaError
 
 JOB_ID = re.compile(r"^j-\d{8}-\d{6}-[0-9a-f]{6}$")
-JobStatus = Literal["queued", "running", "succeeded", "failed", "timeout", "canceled", "lost"]
-FINISHED: tuple[str, ...] = ("succeeded", "failed", "timeout", "canceled", "lost")
+# rejected / declined: the policy refused the command, or a person said no; it never started.
+JobStatus = Literal["queued", "running", "succeeded", "failed", "timeout", "canceled", "lost", "rejected", "declined"]
+FINISHED: tuple[str, ...] = ("succeeded", "failed", "timeout", "canceled", "lost", "rejected", "declined")
 
 
 def new_job_id() -> str:
@@ -63,7 +64,8 @@ class JobInfo(BaseModel):
     stdout_bytes: int = 0
     stderr_bytes: int = 0
     last_lines: list[str] = Field(default_factory=list, description="the end of stdout (from the collected output)")
-    error: str | None = Field(None, description="why a job is lost or failed to start")
+    error: str | None = Field(None, description="why a job is lost, failed to start, or was refused; a note when "
+                                                "a person's yes or the policy's fallback let it run")
     routing_reason: str | None = None
 
 
