@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ from mcp_bridge.gate import Approval, Verdict
 from mcp_bridge.node_ops import NodeOps
 from mcp_bridge.nodes import Node, NodeDirectory, NodeError, runner_inventory
 from mcp_bridge.policy import CommandPolicy, PolicyDecision
+
+# The face a call comes through, when it differs from the bridge's own (the HTTP API inside an MCP
+# HTTP server): set by that face around its call; worker threads inherit it (anyio copies contexts).
+current_face: ContextVar[str | None] = ContextVar("jexida_face", default=None)
 
 
 class BridgeError(JexidaError):
@@ -124,7 +129,8 @@ class Cluster(NodeOps):
     # --- audit: an intent line before anything runs, the outcome after -------------------
 
     def _audit(self, action: str, **fields: Any) -> dict[str, Any]:
-        return self.audit.append(face=self.config.face, caller=self.config.caller, action=action, **fields)
+        face = current_face.get() or self.config.face
+        return self.audit.append(face=face, caller=self.config.caller, action=action, **fields)
 
     def _intent(self, action: str, **fields: Any) -> str:
         return str(self._audit(action, phase="intent", **fields)["mac"])
