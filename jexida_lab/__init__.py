@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from jexida_lab.image import IMAGE_NAME, NODE_START_SCRIPT, ensure_image, image_ref
+from jexida_lab.image import IMAGE_NAME, NODE_START_SCRIPT, NODE_START_SCRIPT_FOREGROUND, ensure_image, image_ref
 from jexida_lab.podman import CONTAINERS_CONF, LabError, podman, podman_env
 from mcp_bridge.paths import state_dir
 
@@ -190,7 +190,7 @@ def _free_addresses(count: int, base: str, taken: set[str]) -> list[str]:
     return chosen
 
 
-def _start_node(lab: str, index: int, address: str, image: str, admin_pub: str) -> None:
+def _start_node(lab: str, index: int, address: str, image: str, admin_pub: str, foreground_sshd: bool) -> None:
     name = container_name(lab, index)
     podman("rm", "-f", "--ignore", name)
     podman(
@@ -202,7 +202,7 @@ def _start_node(lab: str, index: int, address: str, image: str, admin_pub: str) 
         "--label", f"{LABEL_ADDRESS}={address}",
         "-p", f"{address}:{SSH_PORT}:22",
         "-e", f"JEXIDA_ADMIN_KEY={admin_pub}",
-        image, "/bin/sh", "-c", NODE_START_SCRIPT,
+        image, "/bin/sh", "-c", NODE_START_SCRIPT_FOREGROUND if foreground_sshd else NODE_START_SCRIPT,
     )
 
 
@@ -249,8 +249,12 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def up(name: str = "default", nodes: int = 3, base_address: str = DEFAULT_BASE_ADDRESS) -> LabStatus:
-    """Make the lab have exactly ``nodes`` running nodes. Running twice changes nothing."""
+def up(name: str = "default", nodes: int = 3, base_address: str = DEFAULT_BASE_ADDRESS,
+       foreground_sshd: bool = False) -> LabStatus:
+    """Make the lab have exactly ``nodes`` running nodes. Running twice changes nothing.
+
+    With ``foreground_sshd`` each node's sshd runs in the foreground as the container's main
+    process (PID 1's child), like many Ansible test targets: stopping sshd stops the node."""
     if not 1 <= nodes <= 200:
         raise LabError(f"--nodes must be between 1 and 200, got {nodes}")
     state = ensure_private_dir(lab_dir(name))
@@ -269,7 +273,7 @@ def up(name: str = "default", nodes: int = 3, base_address: str = DEFAULT_BASE_A
     for name_, index in wanted.items():
         node = current.get(name_)
         if node is None:
-            _start_node(name, index, next(addresses), image, admin_pub)
+            _start_node(name, index, next(addresses), image, admin_pub, foreground_sshd)
         elif node.state != "running":
             podman("start", node.container)
     lab = status(name)

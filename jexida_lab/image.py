@@ -44,6 +44,17 @@ chmod 600 /root/.ssh/authorized_keys
 /usr/sbin/sshd
 exec sleep infinity
 """
+# The same node with sshd as the container's main process: a restart of sshd would end the
+# container (the role must reload, not restart). Not part of the image recipe: it is the run command.
+NODE_START_SCRIPT_FOREGROUND = r"""
+set -e
+test -f /etc/ssh/ssh_host_ed25519_key || ssh-keygen -A >/dev/null
+mkdir -p /run/sshd /root/.ssh
+chmod 700 /root/.ssh
+printf '%s\n' "$JEXIDA_ADMIN_KEY" > /root/.ssh/authorized_keys
+chmod 600 /root/.ssh/authorized_keys
+exec /usr/sbin/sshd -D -e
+"""
 
 SSHD_FRESH_SERVER_CONFIG = """\
 # Like a new cloud server: root by key only, no passwords.

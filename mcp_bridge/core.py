@@ -8,6 +8,7 @@ Methods block: the servers call them from worker threads.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
@@ -173,7 +174,14 @@ class Cluster(NodeOps):
             except NodeError:
                 continue
         if targets:
-            execution.kill_runs(targets)
+            outcome = execution.kill_runs(targets)
+            for name in targets:
+                host = outcome.hosts.get(name)
+                if host is None:
+                    said = f"no answer ({outcome.runner_status})"
+                else:
+                    said = " ".join(host.stdout.split()) if host.ok else f"{host.status}: {host.msg or host.stderr}"
+                print(f"jexida: cancel on {name}: {said}", file=sys.stderr, flush=True)
 
     @contextmanager
     def _tracking(self, call: Call, runs: list[NodeRun]) -> Iterator[None]:

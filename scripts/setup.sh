@@ -59,4 +59,16 @@ with zipfile.ZipFile(wheel) as zf:
 PY
     rm -rf "$wheels"
 fi
+# An outside MCP client for the tests: the MCP Inspector CLI, pinned, in a cache folder.
+INSPECTOR_VERSION=2.12.0
+if [ ! -x .cache/npm/node_modules/.bin/mcp-inspector ] || \
+   ! grep -q "\"version\": \"$INSPECTOR_VERSION\"" .cache/npm/node_modules/@modelcontextprotocol/inspector/package.json 2>/dev/null; then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "setup: installing nodejs and npm (for the MCP Inspector)"
+        SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    echo "setup: installing the MCP Inspector $INSPECTOR_VERSION into .cache/npm"
+    npm install --silent --no-fund --no-audit --prefix .cache/npm "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" >/dev/null
+fi
 echo "setup: ready"

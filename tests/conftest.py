@@ -179,3 +179,21 @@ def node_stopped(worker_lab: WorkerLab, index: int) -> Iterator[lab.LabNode]:
         yield node
     finally:
         lab.up(worker_lab.status.name, nodes=len(worker_lab.nodes))
+
+
+FANOUT_LAB = "pytest-fanout"
+
+
+@pytest.fixture(scope="session")
+def fanout_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Five fresh nodes reached as root with the lab's admin key (no bootstrap): for fan-out tests
+    (broadcast progress, cancel on many nodes) that need nodes but not the worker set-up."""
+    status = lab.up(FANOUT_LAB, nodes=5)
+    work = tmp_path_factory.mktemp("fanout")
+    connection = {"ansible_ssh_private_key_file": status.admin_key,
+                  "ansible_ssh_common_args": f"-o UserKnownHostsFile={status.known_hosts} -o StrictHostKeyChecking=yes"}
+    registry = {"nodes": [{"name": node.name, "host": node.address, "port": node.port, "user": "root",
+                           "tags": ["fanout"], "vars": connection} for node in status.nodes]}
+    (work / "nodes.yml").write_text(yaml.safe_dump(registry))
+    yield write_jexida_config(work / "fanout.jexida.yml", work / "nodes.yml")
+    lab.down(FANOUT_LAB)

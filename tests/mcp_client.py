@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -47,3 +48,26 @@ async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str,
 
 class ToolFailed(RuntimeError):
     pass
+
+
+# Both protocol generations the SDK serves: `legacy` negotiates 2025-11-25 with `initialize`,
+# `auto` discovers and speaks 2026-07-28 (the server offers it).
+MODES = {"2025-11-25": "legacy", "2026-07-28": "auto"}
+
+
+@asynccontextmanager
+async def bridge_client(inventory: Path | str, mode: str = "auto", env: dict[str, str] | None = None,
+                        **options: Any) -> AsyncIterator[Client]:
+    """`jexida serve` over stdio with the SDK's Client, speaking the protocol generation `mode` picks."""
+    params = StdioServerParameters(command=str(Path(sys.executable).parent / "jexida"),
+                                   args=["serve", "--inventory", str(inventory)], env=bridge_env(**(env or {})))
+    async with Client(params, mode=mode, **options) as client:  # type: ignore[arg-type]
+        yield client
+
+
+async def structured(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    if result.is_error:
+        raise ToolFailed(result.content[0].text if result.content else "tool error")
+    assert result.structured_content is not None, f"{tool} returned no structured content"
+    return result.structured_content

@@ -150,3 +150,24 @@ def test_sudo_user_with_become(tmp_path: Path) -> None:
         assert ssh_run(fresh, node, "id -un", user="jexida", key=controller_key()).stdout.strip() == "jexida"
     finally:
         lab.down("pytest-sudo")
+
+
+def test_a_node_whose_sshd_is_the_containers_main_process_survives_bootstrap(tmp_path: Path) -> None:
+    """The role reloads sshd for its drop-in (SIGHUP keeps the PID): a restart would stop this node."""
+    status = lab.up("pytest-fgsshd", nodes=1, foreground_sshd=True)
+    node = status.nodes[0]
+    try:
+        main = lab.podman("inspect", "--format", "{{json .Config.Cmd}}", node.container)
+        assert "sshd -D" in main, main
+        pid_before = lab.podman("exec", node.container, "cat", "/run/sshd.pid").strip()
+        played = run_bootstrap(status.inventory, "-e", f"jexida_registry={tmp_path / 'nodes.yml'}")
+        assert played.returncode == 0, played.stdout[-3000:]
+        assert f"{node.name}: worker ready" in played.stdout
+        assert lab.status("pytest-fgsshd").nodes[0].state == "running"
+        assert lab.podman("exec", node.container, "cat", "/run/sshd.pid").strip() == pid_before
+        effective = lab.podman("exec", node.container, "sshd", "-T", "-C", "user=jexida,host=h,addr=127.0.0.1")
+        assert "allowtcpforwarding no" in effective.lower()  # the role's drop-in, for the worker user
+        again = run_bootstrap(status.inventory, "-e", f"jexida_registry={tmp_path / 'nodes.yml'}")
+        assert again.returncode == 0 and recap(again.stdout)[node.name]["changed"] == 0, again.stdout[-2000:]
+    finally:
+        lab.down("pytest-fgsshd")

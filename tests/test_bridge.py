@@ -207,11 +207,11 @@ def test_http_transport_requires_the_token(lab_config: Path) -> None:
         server.wait(timeout=10)
 
 
-def test_http_transport_off_loopback_needs_a_token(lab_config: Path) -> None:
+def test_http_transport_off_loopback_needs_allowed_host_names(lab_config: Path) -> None:
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "jexida"), "serve", "--http", "--host", "0.0.0.0", "--port", "1",
          "--inventory", str(lab_config)],
         env=bridge_env(), capture_output=True, text=True, timeout=60, check=False,
     )
-    assert proc.returncode != 0
-    assert "JEXIDA_TOKEN" in proc.stderr
+    assert proc.returncode == 3
+    assert "--allowed-host NAME" in proc.stderr and "Traceback" not in proc.stderr

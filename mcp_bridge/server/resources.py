@@ -1,7 +1,7 @@
 """MCP resources, prompts and completion, and resource-updated notifications for jobs.
 
 Resources: ``jexida://nodes``, ``jexida://nodes/{name}``, ``jexida://tags/{tag}``,
-``jexida://groups/{pattern}`` (nodes matching a host pattern), ``jexida://jobs``,
+``jexida://groups/{+pattern}`` (nodes matching a host pattern), ``jexida://jobs``,
 ``jexida://jobs/{job_id}`` and ``jexida://jobs/{job_id}/log{?stream,offset,limit,tail}``.
 
 While a job runs and when it ends, subscribers of its resources hear of each change: under
@@ -123,7 +123,7 @@ def register(server: MCPServer, cluster: Cluster, hub: UpdateHub) -> None:
         """The nodes carrying a tag."""
         return _dump(await blocking(cluster.list_nodes, False, tag))
 
-    @server.resource("jexida://groups/{pattern}", name="nodes_by_pattern", title="Nodes matching a host pattern",
+    @server.resource("jexida://groups/{+pattern}", name="nodes_by_pattern", title="Nodes matching a host pattern",
                      mime_type="application/json")
     async def nodes_by_pattern(pattern: str) -> str:
         """The node names an Ansible host pattern (tag_gpu:&available) matches now."""
