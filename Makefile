@@ -11,12 +11,13 @@ TEST_HOME := $(CURDIR)/.cache/test-home
 TEST_ENV := ANSIBLE_HOME=$(TEST_HOME)/ansible XDG_CONFIG_HOME=$(TEST_HOME)/config \
 	XDG_STATE_HOME=$(TEST_HOME)/state XDG_CACHE_HOME=$(TEST_HOME)/cache JEXIDA_HOME=$(TEST_HOME)/state/jexida
 
-.PHONY: help setup image demo test lint molecule pytest bench clean-labs clean-check
+.PHONY: help setup image demo test lint sanity molecule pytest bench clean-labs clean-check
 
 help:
 	@echo "make demo    set up (packages, venv, node image) and run the main job on a 3-node lab"
 	@echo "make test    set up and run every test: lint, molecule, pytest (unit + real nodes)"
 	@echo "make bench   measure the suite against the baselines (QUICK=1 for a short run)"
+	@echo "make sanity  ansible-test sanity on the built and installed collection (needs python3.11)"
 
 setup:
 	@./scripts/setup.sh
@@ -33,6 +34,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/yamllint -s .
 	$(TEST_ENV) $(BIN)/ansible-lint
+
+# ansible-test sanity on the collection as ansible-galaxy builds and installs it. Needs only
+# python3.11 and PyPI: the script makes its own venv under .cache/sanity (not `setup`'s).
+sanity:
+	@./scripts/sanity.sh
 
 # The scenarios run on the lab's node image (its tag follows the image recipe).
 molecule: image

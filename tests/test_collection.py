@@ -17,8 +17,10 @@ import yaml
 from conftest import REPO_ROOT
 
 # What a collection tarball may hold: the collection's own parts, nothing of the Python
-# package, the tests, the lab or the build.
-ALLOWED_TOP = {"MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.md", "meta", "plugins", "roles", "playbooks"}
+# package, the tests, the lab or the build. Of tests/ only tests/sanity (ansible-test's ignore
+# file) belongs to the collection.
+ALLOWED_TOP = {"MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.md", "meta", "plugins", "roles", "playbooks",
+               "tests"}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,10 @@ def test_tarball_holds_only_the_collection(installed: tuple[Path, Path, set[str]
     _, _, names = installed
     top = {name.split("/", 1)[0] for name in names}
     assert top <= ALLOWED_TOP, f"stray files in the tarball: {sorted(top - ALLOWED_TOP)}"
+    stray_tests = {n for n in names
+                   if n.startswith("tests/") and n != "tests/sanity" and not n.startswith("tests/sanity/")}
+    assert not stray_tests, f"pytest files in the tarball: {sorted(stray_tests)}"
+    assert "tests/sanity/ignore-2.19.txt" in names
     assert {"MANIFEST.json", "FILES.json", "meta/runtime.yml", "plugins/inventory/jexida.py",
             "plugins/plugin_utils/probe.sh", "roles/jexida_worker/defaults/main.yml",
             "playbooks/bootstrap.yml"} <= names

@@ -50,7 +50,7 @@ description:
   - The plugin never writes the registry; use M(jexida.cluster.node_registry) for that.
   - Only files named C(*.jexida.yml) or C(*.jexida.yaml) are read by this plugin.
 author:
-  - jexida-cluster team
+  - jexida-cluster team (!UNKNOWN)
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -113,6 +113,24 @@ options:
       overloaded_cpu_busy_pct: 40
       busy_load_per_cpu: 0.7
       idle_load_per_cpu: 0.2
+    suboptions:
+      overloaded_mem_pct:
+        description: Memory use, in percent, from which a node is C(load_overloaded).
+        type: float
+      overloaded_load_per_cpu:
+        description:
+          - Load per CPU from which a node is C(load_overloaded), when its CPU is at least
+            O(thresholds.overloaded_cpu_busy_pct) busy.
+        type: float
+      overloaded_cpu_busy_pct:
+        description: How busy, in percent, the CPU must be for O(thresholds.overloaded_load_per_cpu) to count.
+        type: float
+      busy_load_per_cpu:
+        description: Load per CPU from which a node is C(load_busy).
+        type: float
+      idle_load_per_cpu:
+        description: Load per CPU below which a node is C(load_idle).
+        type: float
   job_dir:
     description:
       - The folder of jexida jobs on the nodes (one C(<id>/) folder per job), where C(running_jobs)

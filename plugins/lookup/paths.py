@@ -22,7 +22,7 @@ options:
     type: list
     elements: str
 author:
-  - jexida-cluster team
+  - jexida-cluster team (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -26,12 +26,22 @@ import fcntl
 import os
 import re
 import tempfile
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
 
-import yaml
 from ansible_collections.jexida.cluster.plugins.module_utils.errors import JexidaError
+
+try:
+    import yaml
+except ImportError:
+    # PyYAML is not part of Python, and the host that runs the node_registry module may lack it:
+    # the module reports this with missing_required_lib(). Reading or writing a registry needs it.
+    yaml = None
+    YAML_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    YAML_IMPORT_ERROR = None
 
 NODE_KEYS: tuple[str, ...] = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts")
 DEFAULT_USER = "jexida"
@@ -253,10 +263,11 @@ def load_registry(path: str) -> list[dict[str, Any]]:
     return _read(os.fspath(path))
 
 
-class _IndentedDumper(yaml.SafeDumper):
-    # Indent list items under their key, as yamllint's default config wants.
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
+if yaml is not None:
+    class _IndentedDumper(yaml.SafeDumper):
+        # Indent list items under their key, as yamllint's default config wants.
+        def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+            super().increase_indent(flow, False)
 
 
 def dump_registry(nodes: list[dict[str, Any]]) -> str:

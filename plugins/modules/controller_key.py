@@ -23,7 +23,7 @@ options:
     type: str
     default: jexida-controller
 author:
-  - jexida-cluster team
+  - jexida-cluster team (!UNKNOWN)
 notes:
   - "Runs on the controller (C(delegate_to: localhost)); needs C(ssh-keygen)."
   - Supports check mode.

@@ -23,9 +23,11 @@ description:
     re-reads the file under an exclusive lock on C(<path>.lock) and replaces it atomically.
   - The file is rewritten with the registry's header comment; other comments are not kept.
 author:
-  - jexida-cluster team
+  - jexida-cluster team (!UNKNOWN)
 requirements:
   - PyYAML on the host that runs the module
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -128,23 +130,16 @@ node:
     fallback_hosts: [192.0.2.7]
 """
 
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
-        RegistryError,
-        load_registry,
-        remove_node,
-        upsert_node,
-    )
-except ImportError:
-    # The registry needs PyYAML on the host that runs the module.
-    REGISTRY_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    REGISTRY_IMPORT_ERROR = None
+from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
+    YAML_IMPORT_ERROR,
+    RegistryError,
+    load_registry,
+    remove_node,
+    upsert_node,
+)
 
 NODE_OPTIONS = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts")
 
@@ -169,8 +164,9 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    if REGISTRY_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("PyYAML"), exception=REGISTRY_IMPORT_ERROR)
+    if YAML_IMPORT_ERROR is not None:
+        # The registry needs PyYAML on the host that runs the module.
+        module.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
 
     path: str = module.params["path"]
     name: str = module.params["name"]

@@ -97,7 +97,7 @@ def _darwin_available_mb(vm_stat: list[str]) -> int | None:
         if match:
             page = int(match.group(1))
             continue
-        key, _, value = line.partition(":")
+        key, _sep, value = line.partition(":")
         number = _int(value.strip().rstrip("."))
         if number is not None:
             pages[key.strip().lower()] = number
@@ -213,7 +213,6 @@ def classify_load(facts: Mapping[str, Any], thresholds: Mapping[str, Any] | None
     if per_cpu < edges["idle_load_per_cpu"]:
         return "idle"
     return "normal"
-
 
 
 def node_health(active: bool, facts: Mapping[str, Any] | None) -> str:

@@ -46,7 +46,6 @@ _NO_ANSWER = re.compile(
 )
 
 
-
 def control_path(host: str, port: int | None, user: str | None,
                  directory: str = DEFAULT_CONTROL_PATH_DIR, template: str | None = None) -> str:
     """The ControlPath Ansible's ssh connection plugin uses for host/port/user.
@@ -60,7 +59,6 @@ def control_path(host: str, port: int | None, user: str | None,
         return template % {"directory": cpdir}
     digest = sha1(f"{host}-{port}-{user}".encode(), usedforsecurity=False).hexdigest()
     return f"{cpdir}/{digest[:10]}"
-
 
 
 @dataclass(frozen=True)

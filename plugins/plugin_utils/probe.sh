@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # The node-side probe of the jexida inventory: ONE ssh round trip per node reads its facts.
 # POSIX sh for Linux and macOS, read whole from stdin by `/bin/sh -s`. Everything runs inside a
 # function that sh reads before running it, with stdin from /dev/null, so nothing in it can eat
@@ -8,6 +9,8 @@ jexida_probe() {
   LC_ALL=C; export LC_ALL
   job_dir=@JOB_DIR@
   echo '@BEGIN@'
+# Split into fields on purpose (column-0 comments like this one are not sent).
+# shellcheck disable=SC2046
   set -- $(uname -sm 2>/dev/null)
   os=$1
   echo "os=$os"
@@ -63,6 +66,8 @@ jexida_probe() {
   [ -d "$disk_path" ] || disk_path=$HOME
   echo "disk_path=$disk_path"
   set -f
+# Split into fields on purpose, with globbing off.
+# shellcheck disable=SC2046
   set -- $(df -Pk "$disk_path" | tail -n 1)
   set +f
   echo "disk_free_kb=$4"
