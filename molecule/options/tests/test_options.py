@@ -42,3 +42,31 @@ def test_firewall_limits_ssh_to_the_controller(host):
     assert "ip6 saddr 2001:db8::10 accept" in table
     assert "tcp dport 22 drop" in table
     assert 'include "/etc/nftables.d/jexida-worker.nft"' in host.file("/etc/nftables.conf").content_string
+
+
+def test_tools_copied_from_the_controller(host):
+    tools = host.file("/opt/jexida-worker")
+    assert tools.is_directory
+    assert (tools.user, tools.group, tools.mode) == ("builder", "builder", 0o750)
+    expected = {
+        "bin": (0o750, None),
+        "lib": (0o750, None),
+        "bin/jexida-hello": (0o755, None),
+        "lib/common.sh": (0o644, None),
+        "README.txt": (0o644, "Worker tools copied from the controller by jexida_worker_tools_src.\n"),
+    }
+    for name, (mode, content) in expected.items():
+        entry = host.file(f"/opt/jexida-worker/{name}")
+        assert entry.exists, name
+        assert (entry.user, entry.group, entry.mode) == ("builder", "builder", mode), name
+        if content is not None:
+            assert entry.content_string == content
+    # The folder's contents, not the folder itself, and nothing else.
+    assert not host.file("/opt/jexida-worker/tools").exists
+    listing = host.check_output("cd /opt/jexida-worker && find . -mindepth 1 | sort").split()
+    assert listing == ["./README.txt", "./bin", "./bin/jexida-hello", "./lib", "./lib/common.sh"]
+    # The worker user can run the copied tool; other users cannot reach it.
+    assert host.check_output("runuser -u builder -- /opt/jexida-worker/bin/jexida-hello node") == (
+        "hello from the tools folder, node"
+    )
+    assert host.run("runuser -u nobody -- ls /opt/jexida-worker").rc != 0
