@@ -54,7 +54,7 @@ pytest: image
 # person's own ~/.ansible or ~/.config/jexida.
 test: setup
 	@./scripts/check-clean.sh start test
-	$(MAKE) lint molecule pytest
+	$(MAKE) lint sanity molecule pytest
 	@./scripts/check-clean.sh end test
 
 bench: image

@@ -139,13 +139,20 @@ async def test_a_canceled_call_stops_the_command_on_the_node(worker_lab: WorkerL
         with anyio.move_on_after(6) as scope:
             await client.call_tool("offload_to", {"command": f"{marker}; echo never", "node_id": node.name})
         assert scope.cancelled_caught
-        running = as_jexida(worker_lab, node, f"pgrep -f '^{marker}$' || true").stdout.split()
+
+        def still_running() -> list[str]:
+            return as_jexida(worker_lab, node, f"pgrep -f '^{marker}$' || true").stdout.split()
+
+        # Never block the event loop here: the client sends its cancel notification from it.
+        running = await anyio.to_thread.run_sync(still_running)
         deadline = time.monotonic() + 10
         while running and time.monotonic() < deadline:
-            time.sleep(0.5)
-            running = as_jexida(worker_lab, node, f"pgrep -f '^{marker}$' || true").stdout.split()
+            await anyio.sleep(0.5)
+            running = await anyio.to_thread.run_sync(still_running)
+        gone_after = 10 - (deadline - time.monotonic())
         after = await structured(client, "offload_to", command="echo still-serving", node_id=node.name)
-    assert running == [], f"{marker} still runs on {node.name}: {running}"
+    assert running == [], f"{marker} still runs on {node.name} 10 s after the cancel: {running}"
+    assert gone_after < 10
     assert after["stdout"].strip() == "still-serving"
     entries = [json.loads(line) for line in (state_dir() / "audit.jsonl").read_text().splitlines()]
     intents = {e["mac"] for e in entries if e.get("phase") == "intent" and marker in (e.get("command") or "")}
