@@ -192,6 +192,7 @@ def test_audit_log_records_actions_and_detects_an_edit(tmp_path: Path) -> None:
     lines[2] = json.dumps(edited, sort_keys=True, separators=(",", ":"))
     copy.write_text("\n".join(lines) + "\n")
     (tmp_path / "audit.jsonl.head").write_text((log.parent / "audit.jsonl.head").read_text())
+    (tmp_path / "audit.key").write_text((log.parent / "audit.key").read_text())  # verify needs the key
     broken = subprocess.run([jexida, "audit", "verify", "--path", str(copy)], capture_output=True, text=True,
                             env=bridge_env(), check=False)
     assert broken.returncode == 1 and "line 3" in broken.stdout

@@ -4,6 +4,7 @@ completion, job resource updates, progress, and cancellation that reaches the no
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ async def test_a_job_resource_is_updated_while_the_job_runs(lab_config: Path, mo
 async def test_a_canceled_call_stops_the_command_on_the_node(worker_lab: WorkerLab, lab_config: Path,
                                                              mode: str) -> None:
     node = worker_lab.nodes[1]
-    marker = f"sleep 3000{'1' if mode == 'legacy' else '2'}"
+    marker = f"sleep {secrets.randbelow(90000) + 310000}"  # unique: the audit log outlives test sessions
     async with bridge_client(lab_config, mode) as client:
         with anyio.move_on_after(6) as scope:
             await client.call_tool("offload_to", {"command": f"{marker}; echo never", "node_id": node.name})
