@@ -1,0 +1,156 @@
+"""Characters to tokens: words, operators, redirections, here-documents.
+
+One left-to-right pass; words (and what is nested in them) are read by
+:class:`~mcp_bridge.policy.expansions.WordReader`, which calls back into the grammar
+(:class:`~mcp_bridge.policy.parser.Parser` subclasses this lexer) for ``$(...)`` and backticks,
+so each character is read once, not once per nesting level. Here-document bodies are read at
+the newline after their operator, and their expansions parsed when the delimiter is unquoted.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mcp_bridge.policy.expansions import BREAK, WordReader
+from mcp_bridge.policy.limits import Budget, Unparseable
+from mcp_bridge.policy.syntax import Heredoc, Lit, Part, Redir, Word
+
+_REDIR_RE = re.compile(r"(\d+)?(<<<|<<-|&>>|<<|<>|<&|>>|>\||>&|&>|<|>)")
+_OPERATORS = (";;&", ";;", ";&", "&&", "||", "|&", ";", "&", "|", "(", ")")
+
+
+class Token:
+    __slots__ = ("end", "kind", "redir", "start", "value", "word")
+
+    def __init__(self, kind: str, start: int, end: int, value: str = "",
+                 word: Word | None = None, redir: Redir | None = None) -> None:
+        self.kind = kind  # "word", "op", "redir", "eof"
+        self.start = start
+        self.end = end
+        self.value = value
+        self.word = word
+        self.redir = redir
+
+    def describe(self) -> str:
+        if self.kind == "eof":
+            return "the end of the command"
+        if self.kind == "op":
+            return "a newline" if self.value == "\n" else f"'{self.value}'"
+        word = self.word.raw if self.word else "a redirection"
+        return f"'{word[:40]}'"
+
+
+class Lexer(WordReader):
+    def __init__(self, text: str, budget: Budget) -> None:
+        self.text = text
+        self.n = len(text)
+        self.pos = 0
+        self.budget = budget
+        self.pending: list[Heredoc] = []
+        self.heredocs_read = 0
+        self.memo: dict[tuple[str, int], tuple[object, int]] = {}
+        self._peeked: Token | None = None
+
+    # -- hooks the grammar provides ----------------------------------------------------
+
+    def heredoc_parts(self, text: str) -> list[Part]:  # pragma: no cover - Parser overrides it
+        raise NotImplementedError
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def peek(self) -> Token:
+        if self._peeked is None:
+            self._peeked = self._lex()
+        return self._peeked
+
+    def take(self) -> Token:
+        token = self.peek()
+        self._peeked = None
+        return token
+
+    def skip_blanks(self) -> None:
+        text, n = self.text, self.n
+        while self.pos < n:
+            char = text[self.pos]
+            if char in " \t\r":
+                self.pos += 1
+            elif char == "\\" and text.startswith("\n", self.pos + 1):
+                self.pos += 2
+            elif char == "#":
+                newline = text.find("\n", self.pos)
+                self.budget.spend((self.n if newline < 0 else newline) - self.pos)
+                self.pos = self.n if newline < 0 else newline
+            else:
+                return
+
+    def _lex(self) -> Token:
+        self.skip_blanks()
+        text, start = self.text, self.pos
+        self.budget.spend(1)
+        if start >= self.n:
+            self._read_heredocs()  # bash takes the rest (nothing) as the body, with a warning
+            return Token("eof", start, start)
+        char = text[start]
+        if char == "\n":
+            self.pos += 1
+            self._read_heredocs()
+            return Token("op", start, start + 1, "\n")
+        if char in "<>" and text.startswith("(", start + 1):
+            word = self.read_word()
+            return Token("word", start, self.pos, word=word)
+        match = _REDIR_RE.match(text, start)
+        if match is not None:
+            return self._redirection(match)
+        if char in ";&|()":
+            op = next(o for o in _OPERATORS if text.startswith(o, start))
+            self.pos += len(op)
+            return Token("op", start, self.pos, op)
+        word = self.read_word()
+        return Token("word", start, self.pos, word=word)
+
+    def _redirection(self, match: re.Match[str]) -> Token:
+        start = self.pos
+        fd, op = match.group(1), match.group(2)
+        self.pos = match.end()
+        while self.pos < self.n and self.text[self.pos] in " \t":
+            self.pos += 1
+        following = self.text[self.pos:self.pos + 2]
+        if not following or (following[0] in BREAK and following not in ("<(", ">(")):
+            raise Unparseable(f"the redirection '{op}' at character {start + 1} has no target")
+        target = self.read_word()
+        heredoc = None
+        if op in ("<<", "<<-"):
+            quoted = any(isinstance(p, Lit) and p.quoted for p in target.parts)
+            if all(isinstance(p, Lit) for p in target.parts):
+                delimiter = "".join(p.text for p in target.parts if isinstance(p, Lit))
+            else:
+                delimiter = target.raw
+            heredoc = Heredoc(delimiter, quoted, op == "<<-")
+            self.pending.append(heredoc)
+        return Token("redir", start, self.pos, redir=Redir(fd, op, target, heredoc))
+
+    def _read_heredocs(self) -> None:
+        """Here-document bodies start on the line after their operator."""
+        if not self.pending:
+            return
+        text = self.text
+        for heredoc in self.pending:
+            lines: list[str] = []
+            while self.pos < self.n:
+                newline = text.find("\n", self.pos)
+                end = self.n if newline < 0 else newline
+                line = text[self.pos:end]
+                self.pos = end + 1 if newline >= 0 else end
+                if heredoc.strip_tabs:
+                    line = line.lstrip("\t")
+                if line == heredoc.delimiter:
+                    break
+                lines.append(line)
+            heredoc.body = "\n".join(lines)
+            heredoc.read = True
+            self.budget.spend(len(heredoc.body) + 1)
+            if not heredoc.quoted and ("$" in heredoc.body or "`" in heredoc.body):
+                with self.budget.nested("here-document"):
+                    heredoc.parts = self.heredoc_parts(heredoc.body)
+        self.pending = []
+        self.heredocs_read += 1
