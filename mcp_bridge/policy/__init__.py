@@ -155,6 +155,10 @@ class CommandPolicy:
             return PolicyDecision("allow", rule.id, f"allowed by rule '{rule.id}' from {self.source} "  # type: ignore
                                   f"({rule.reason}), which lifts built-in rule '{finding.rule}' for "  # type: ignore
                                   f"`{_quote(text)}`")
+        if self.mode == "strict" and walk.allowed_by:
+            rule, text = walk.allowed_by[0]
+            return PolicyDecision("allow", rule.id, f"allowed in strict mode by rule '{rule.id}' from "  # type: ignore
+                                  f"{self.source} ({rule.reason}) for `{_quote(text)}`")  # type: ignore
         return PolicyDecision("allow", None, "every program and target is known and no rule matched")
 
     def _denied(self, denied: Denied) -> PolicyDecision:

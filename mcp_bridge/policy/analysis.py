@@ -17,11 +17,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mcp_bridge.policy import streams
 from mcp_bridge.policy.base import Finding, confirm, deny
 from mcp_bridge.policy.commands import SimpleRunner
 from mcp_bridge.policy.limits import AnalysisStop, Budget
 from mcp_bridge.policy.parser import Parser
 from mcp_bridge.policy.paths import START, UNKNOWN, Cwd
+from mcp_bridge.policy.streams import Input
 from mcp_bridge.policy.syntax import (
     AndOr,
     Arith,
@@ -51,15 +53,6 @@ def _reassigns(variable: str) -> re.Pattern[str]:
     name = re.escape(variable)
     return re.compile(rf"\b{name}\+?=|\b(read|mapfile|readarray|declare|local|typeset|export|unset|let|eval|"
                       rf"source|getopts|shift|set)\b|\(\(|printf\s+-v|\${{{name}:?=|(^|\s)\.\s")
-
-
-@dataclass
-class Input:
-    """What a command reads on standard input, as far as the command line shows it."""
-
-    kind: str  # "known" (text), "unknown" (how), "file" (a script file: not read)
-    text: str = ""
-    how: str = ""
 
 
 @dataclass
@@ -94,8 +87,10 @@ class Walk:
         self.budget = budget
         self.confirmed: tuple[Finding, str] | None = None
         self.lifted: list[tuple[object, Finding, str]] = []
+        self.allowed_by: list[tuple[object, str]] = []  # strict mode: commands an allow rule let through
         self.functions: dict[str, FuncDef] = {}
         self.links: dict[str, tuple[str | None, bool]] = {}
+        self.written: set[str] = set()  # places of files this command writes
         self.frames: list[Frame] = []
         self.runner = SimpleRunner(self)
 
@@ -124,7 +119,7 @@ class Walk:
         for command in node.commands:  # every part of a pipeline runs in a subshell
             part_state = state.copy()
             self.command(command, part_state, stdin)
-            stdin = self.runner.output_of(command, part_state, stdin)
+            stdin = streams.output_of(self, command, part_state, stdin)
 
     def _spawned(self) -> None:
         for frame in self.frames:
@@ -150,7 +145,10 @@ class Walk:
             return
         redirs = getattr(node, "redirs", [])
         if redirs:
-            stdin = self.runner.redirections(redirs, state, None, stdin)
+            findings: list[Finding] = []
+            stdin = streams.redirections(self, redirs, state, findings, stdin)
+            text = " ".join(f"{r.fd or ''}{r.op} {r.target.raw if r.target else ''}" for r in redirs)
+            self.judge([], findings, text, text)
         if isinstance(node, Group):
             self.script(node.body, state.copy() if node.subshell else state, stdin)
         elif isinstance(node, If):
@@ -313,11 +311,16 @@ class Walk:
                     raise Denied(deny(rule.id, rule.reason), view_text, user_rule=rule)
         allow = next((r for r in rules.allow for argv, view_text in views  # type: ignore[attr-defined]
                       if r.matches(argv, view_text)), None)
-        if allow is None and needs_rule and rules.mode == "strict":  # type: ignore[attr-defined]
+        if allow is not None:
+            self.lifted.extend((allow, finding, text) for finding in findings)
+            if needs_rule:
+                self.allowed_by.append((allow, text))
+            return
+        for finding in findings:  # a built-in denial keeps its own rule, in every mode
+            if finding.decision == "deny":
+                raise Denied(finding, text)
+        if needs_rule and rules.mode == "strict":  # type: ignore[attr-defined]
             raise Denied(deny("strict-mode", "strict mode runs only commands an allow rule matches, and no "
                                              "allow rule matches this one"), text)
         for finding in findings:
-            if allow is not None:
-                self.lifted.append((allow, finding, text))
-            else:
-                self.note(finding, text)
+            self.note(finding, text)

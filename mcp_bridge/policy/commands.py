@@ -1,51 +1,43 @@
 """One simple command: expand it, peel wrappers off, apply the rules, judge, then follow it.
 
-Following a command means: walking the code it hands on (a ``-c`` string, ``find -exec``, text
-piped into a shell), and applying its effects on what later commands see (``cd``, ``ln -s``,
-``mount --bind``, variable assignments, ``source``). Effects are applied after the command is
-judged, in the order the shell would apply them.
+Following a command means walking the code it hands on (a ``-c`` string, ``find -exec``, text
+piped into a shell, a ``GIT_SSH_COMMAND=`` value) and applying its effects on what later
+commands see (``cd``, ``ln -s``, ``mount --bind``, variables, ``source``, files it writes).
+Effects are applied after the command is judged, in the order the shell would apply them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mcp_bridge.policy import paths, sources, wrappers
+from mcp_bridge.policy import paths, sources, streams, wrappers
 from mcp_bridge.policy.base import Finding, confirm
 from mcp_bridge.policy.options import parse
 from mcp_bridge.policy.rules import bind_mounts, check_program, program_name, symlinks_made
-from mcp_bridge.policy.rules_disk import check_written
-from mcp_bridge.policy.syntax import Command, Lit, Redir, Simple, Word
-from mcp_bridge.policy.words import Arg, Env, expand, param_names
+from mcp_bridge.policy.sources_tools import tool_code, variable_code
+from mcp_bridge.policy.streams import ASSIGNMENT, Input, is_assignment, note_written, written_by_command
+from mcp_bridge.policy.syntax import Lit, Simple, Word
+from mcp_bridge.policy.words import Arg, expand, param_names
 
 if TYPE_CHECKING:
-    from mcp_bridge.policy.analysis import Input, State, Walk
+    from mcp_bridge.policy.analysis import State, Walk
 
-_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\[[^\]]*\])?(\+?)=")
-_WRITES = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
+Actions = list[Callable[[], None]]
 _CLEARS_VARIABLES = frozenset({"read", "mapfile", "readarray", "getopts", "set", "shift", "unset", "let",
                                "declare", "typeset", "local", "export", "readonly", "printf"})
 _DECLARES = frozenset({"declare", "typeset", "local", "export", "readonly"})
-_PRINTF_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,2}|0[0-7]{0,3}|.)", re.DOTALL)
-_PRINTF_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v", "\\": "\\",
-                  '"': '"', "'": "'"}
-_PRINTF_DIRECTIVE = re.compile(r"%[-+ #0-9.]*([a-zA-Z%])")
+_OUTPUT_OPTIONS = {"curl": ("-o", "--output"), "wget": ("-O", "--output-document")}
 
 
-class RuleContext:
+class RuleContext(streams.Context):
     """What a rule sees of the walk: the working directory and a way to queue nested code."""
 
-    def __init__(self, walk: Walk, cwd: paths.Cwd, after: list[Callable[[], None]], state: State) -> None:
-        self.walk = walk
-        self.cwd = cwd
+    def __init__(self, walk: Walk, cwd: paths.Cwd, after: Actions, state: State) -> None:
+        super().__init__(walk, cwd)
         self.after = after
         self.state = state
-
-    def place(self, text: str, follow_last: bool = True) -> paths.Place:
-        return paths.resolve(text, self.cwd, self.walk.links, follow_last)
 
     def nested_argv(self, argv: list[Arg], skip_rules: bool = False) -> None:
         self.after.append(partial(self.walk.runner.run_argv, [argv], self.state.copy(), None, [],
@@ -55,11 +47,6 @@ class RuleContext:
     def nested_script(self, code: Arg, how: str) -> None:
         if code.value is not None:
             self.after.append(partial(self.walk.nested, code.value, self.state, how, cwd=self.cwd))
-
-
-def is_assignment(word: Word) -> bool:
-    first = word.parts[0] if word.parts else None
-    return isinstance(first, Lit) and not first.quoted and _ASSIGNMENT.match(first.text) is not None
 
 
 class SimpleRunner:
@@ -81,55 +68,55 @@ class SimpleRunner:
             index += 1
         assignments, words = node.words[:index], node.words[index:]
         findings: list[Finding] = []
-        stdin = self.redirections(node.redirs, state, findings, stdin)
+        stdin = streams.redirections(walk, node.redirs, state, findings, stdin)
         redirect_text = " ".join(f"{r.fd or ''}{r.op} {r.target.raw if r.target else ''}" for r in node.redirs)
         text = " ".join([*(w.raw for w in node.words), redirect_text]).strip()[:200]
         if not words:
-            walk.judge([], findings, text, redirect_text, needs_rule=any(r.op in _WRITES for r in node.redirs))
+            walk.judge([], findings, text, redirect_text, needs_rule=any(r.op in streams.WRITES for r in node.redirs))
             for word in assignments:
                 self.assign(word, state)
             return
+        names = [self._assigned_name(word) for word in assignments]
         inner_state = state
-        if any(_ASSIGNMENT.match(w.parts[0].text).group(1) == "HOME" for w in assignments  # type: ignore[union-attr]
-               ):
+        if "HOME" in names or "CDPATH" in names:
             inner_state = state.copy()
-            inner_state.env.home_tainted = True
-        multi = next((n for w in words for n in param_names(w)
-                      if len(state.env.bindings.get(n, ())) > 1), None)
+            inner_state.env.home_tainted |= "HOME" in names
+        for word in assignments:  # GIT_SSH_COMMAND=... git fetch
+            self._variable_code(word, state)
+        multi = next((n for w in words for n in param_names(w) if len(state.env.bindings.get(n, ())) > 1), None)
         if multi is None:
             argvs = [[a for w in words for a in expand(w, state.env)]]
         else:
             argvs = [[a for w in words for a in expand(w, state.env, (multi, i))]
                      for i in range(len(state.env.bindings[multi]))]
             argvs.append([a for w in words for a in expand(w, state.env)])  # last: for nested code
-        self.run_argv(argvs, inner_state, stdin, findings, text, redirect_text, real_state=state)
+        self.run_argv(argvs, inner_state, stdin, findings, text, redirect_text, real_state=state,
+                      cdpath="CDPATH" in names)
 
     def run_argv(self, argvs: list[list[Arg]], state: State, stdin: Input | None, findings: list[Finding],
                  text: str, redirect_text: str, skip_rules: bool = False, top: bool = True,
-                 cwd: paths.Cwd | None = None, real_state: State | None = None) -> None:
+                 cwd: paths.Cwd | None = None, real_state: State | None = None, cdpath: bool = False) -> None:
         """Examine the command (each variant when a loop variable has several values), judge it,
-        then walk what it runs and apply its effects."""
+        then apply its effects and walk what it runs."""
         findings = list(findings)
         if len(argvs) > 1:
             for argv in argvs[:-1]:
-                _, variant_findings, _ = self.examine(argv, state, stdin, skip_rules, top, cwd)
-                findings += variant_findings
+                findings += self.examine(argv, state, stdin, skip_rules, top, cwd)[1]
             levels, _, after = self.examine(argvs[-1], state, stdin, True, top, cwd)
         else:
             levels, more, after = self.examine(argvs[0], state, stdin, skip_rules, top, cwd)
             findings += more
         self.walk.judge(levels, findings, text, redirect_text, needs_rule=True)
-        if top:
-            self.effects(levels, real_state or state, cwd)
+        self.effects(levels, real_state or state, cwd, top, cdpath)
         for action in after:
             action()
 
     def examine(self, argv: list[Arg], state: State, stdin: Input | None, skip_rules: bool, top: bool,
-                cwd: paths.Cwd | None) -> tuple[list[list[Arg]], list[Finding], list[Callable[[], None]]]:
+                cwd: paths.Cwd | None) -> tuple[list[list[Arg]], list[Finding], Actions]:
         walk = self.walk
         levels: list[list[Arg]] = []
         findings: list[Finding] = []
-        after: list[Callable[[], None]] = []
+        after: Actions = []
         cwd = cwd or state.cwd
         current = argv
         function_call_possible = top
@@ -143,17 +130,20 @@ class SimpleRunner:
                 rule = "dynamic-program" if program.rule == "dynamic-target" else program.rule
                 findings.append(Finding("confirm", rule, f"the program name is only known at run time: {why}"))
                 break
-            name = program_name(program.value)
-            args = current[1:]
             if function_call_possible and (program.value in walk.functions
                                            or any(frame.name == program.value for frame in walk.frames)):
                 after.append(partial(walk.call_function, program.value, state))
                 break
             function_call_possible = False
-            unwrapped = wrappers.unwrap(name, args)
+            if "/" in program.value and written_by_command(walk, cwd, program.value):
+                findings.append(confirm("code-from-elsewhere", f"'{program.value}' is a file this command "
+                                                               "writes, so what it runs is not in the command"))
+            name = program_name(program.value)
+            args = current[1:]
             if name == "parallel":
                 self._parallel(args, state, findings, after, cwd)
                 break
+            unwrapped = wrappers.unwrap(name, args)
             if unwrapped is not None:
                 if unwrapped.uncertain is not None:
                     findings.append(confirm("dynamic-program", f"'{name}' has an argument only known at run time "
@@ -161,16 +151,15 @@ class SimpleRunner:
                 if unwrapped.no_run:
                     break
                 if unwrapped.cwd is not None:
-                    cwd = self.new_cwd(unwrapped.cwd, cwd, state.env)
-                if unwrapped.assigns and "HOME" in unwrapped.assigns:
+                    cwd = self.new_cwd(unwrapped.cwd, cwd)
+                if "HOME" in unwrapped.assigns:
                     state = state.copy()
                     state.env.home_tainted = True
+                for assigned in unwrapped.variables:
+                    if (carried := variable_code(*assigned)) is not None:
+                        self._queue_code(carried[0], carried[1], state, findings, after, cwd)
                 if unwrapped.script is not None:
-                    if unwrapped.script.value is None:
-                        findings.append(confirm("code-from-elsewhere", f"'{name}' runs shell code only known at "
-                                                                       f"run time: {unwrapped.script.why}"))
-                    else:
-                        after.append(partial(walk.nested, unwrapped.script.value, state, name, cwd=cwd))
+                    self._queue_code(unwrapped.script, name, state, findings, after, cwd)
                     break
                 if unwrapped.stdin_shell:
                     self._stdin_code(sources.CodeRun(stdin=name), stdin, state, findings, after, cwd)
@@ -182,27 +171,47 @@ class SimpleRunner:
             context = RuleContext(walk, cwd, after, state)
             if not skip_rules and (finding := check_program(name, args, context)) is not None:
                 findings.append(finding)
-            code = sources.code_of(name, args)
-            if code is not None:
-                findings.extend(code.findings)
-                for script, how in code.scripts:
-                    assert script.value is not None
-                    after.append(partial(walk.nested, script.value, state, how, same_shell=code.same_shell,
-                                         fresh=code.fresh, positional=code.positional, cwd=cwd))
-                if code.argv:
-                    context.nested_argv(code.argv)
-                self._stdin_code(code, stdin, state, findings, after, cwd)
+            for code in (sources.code_of(name, args), tool_code(name, args)):
+                if code is not None:
+                    self._follow_code(code, state, stdin, findings, after, cwd, context)
             break
         return levels, findings, after
 
+    def _follow_code(self, code: sources.CodeRun, state: State, stdin: Input | None, findings: list[Finding],
+                     after: Actions, cwd: paths.Cwd, context: RuleContext) -> None:
+        findings.extend(code.findings)
+        for script, how in code.scripts:
+            assert script.value is not None
+            after.append(partial(self.walk.nested, script.value, state, how, same_shell=code.same_shell,
+                                 fresh=code.fresh, positional=code.positional, cwd=cwd))
+        for file in code.files:
+            if file.value is not None and written_by_command(self.walk, cwd, file.value):
+                findings.append(confirm("code-from-elsewhere", f"'{file.value}' is a file this command writes, "
+                                                               "then runs as code the policy has not seen"))
+        if code.argv:
+            context.nested_argv(code.argv)
+        self._stdin_code(code, stdin, state, findings, after, cwd)
+
+    def _queue_code(self, code: Arg, how: str, state: State, findings: list[Finding], after: Actions,
+                    cwd: paths.Cwd) -> None:
+        if code.value is None:
+            findings.append(confirm("code-from-elsewhere", f"{how} runs shell code only known at run time: "
+                                                           f"{code.why}"))
+        else:
+            after.append(partial(self.walk.nested, code.value, state, how, cwd=cwd))
+
     def _stdin_code(self, code: sources.CodeRun, stdin: Input | None, state: State, findings: list[Finding],
-                    after: list[Callable[[], None]], cwd: paths.Cwd) -> None:
+                    after: Actions, cwd: paths.Cwd) -> None:
         """A program that reads code on standard input: judge what the command line feeds it."""
-        if not code.stdin or (stdin is not None and stdin.kind == "file"):
+        if not code.stdin:
             return
         if stdin is None:
             findings.append(confirm("code-from-elsewhere", f"{code.stdin} runs code read from its standard "
                                                            "input, which the command line does not show"))
+        elif stdin.kind == "file":
+            if stdin.key in self.walk.written:
+                findings.append(confirm("code-from-elsewhere", f"{code.stdin} runs '{stdin.how}', a file this "
+                                                               "command writes"))
         elif stdin.kind == "unknown":
             findings.append(confirm("code-from-elsewhere", f"{code.stdin} runs code read from {stdin.how}"))
         elif code.stdin_is_shell:
@@ -213,24 +222,24 @@ class SimpleRunner:
             sources.risky_code(stdin.text, code.stdin, checked)
             findings.extend(checked.findings)
 
-    def _parallel(self, args: list[Arg], state: State, findings: list[Finding], after: list[Callable[[], None]],
+    def _parallel(self, args: list[Arg], state: State, findings: list[Finding], after: Actions,
                   cwd: paths.Cwd) -> None:
         template, inputs, from_stdin = wrappers.parallel_template(args)
-        scripts = [template] if template is not None else inputs
         if template is None and from_stdin:
             findings.append(confirm("code-from-elsewhere", "parallel runs commands read from its standard input"))
-        for script in scripts:
-            if script.value is None:
-                findings.append(confirm("code-from-elsewhere", f"parallel runs code only known at run time: "
-                                                               f"{script.why}"))
-            else:
-                after.append(partial(self.walk.nested, script.value, state, "parallel", cwd=cwd))
+        for script in [template] if template is not None else inputs:
+            self._queue_code(script, "parallel", state, findings, after, cwd)
 
     # -- effects on later commands ----------------------------------------------------------------
 
-    def effects(self, levels: list[list[Arg]], state: State, cwd: paths.Cwd | None) -> None:
+    def effects(self, levels: list[list[Arg]], state: State, cwd: paths.Cwd | None, top: bool,
+                cdpath: bool) -> None:
         base = cwd or state.cwd
         direct = [level for level in levels if level and level[0].value is not None]
+        for level in direct:  # links, mounts and written files change the filesystem, whoever runs them
+            self._filesystem(program_name(level[0].value or ""), level[1:], base)
+        if not top:
+            return
         names = [program_name(level[0].value or "") for level in direct]
         shell_level = 0
         while shell_level < len(names) - 1 and names[shell_level] in ("builtin", "command"):
@@ -238,7 +247,7 @@ class SimpleRunner:
         name = names[shell_level] if names else ""
         args = direct[shell_level][1:] if direct else []
         if name in ("cd", "pushd", "popd"):
-            state.cwd = self._cd(name, args, state)
+            state.cwd = self._cd(name, args, state, cdpath)
         elif name in ("source", "."):
             state.cwd = paths.UNKNOWN
             state.env.bindings.clear()
@@ -246,21 +255,41 @@ class SimpleRunner:
             state.env.bindings.clear()
             if name in _DECLARES:
                 for arg in args:
-                    if arg.value is not None and _ASSIGNMENT.match(arg.value):
-                        self._bind(arg.value.split("=", 1)[0], Arg(arg.value.split("=", 1)[1], arg.raw), state)
-                    elif arg.value is None or (arg.value or "").startswith("HOME"):
-                        state.env.home_tainted = state.env.home_tainted or "HOME" in arg.raw
-        for level in direct:  # links and mounts change the filesystem, whoever runs them
-            level_name = program_name(level[0].value or "")
-            made = symlinks_made(level[1:]) if level_name == "ln" else (
-                bind_mounts(level[1:]) if level_name == "mount" else None)
-            for link, target in made or []:
-                if link.value is None:
-                    continue
-                place = paths.resolve(link.value, base, self.walk.links, follow_last=False)
-                self.walk.links[paths.place_key(place)] = (target.value, level_name == "mount")
+                    if arg.value is None:
+                        state.env.home_tainted = True  # `export "$x"` may set HOME
+                    elif (match := ASSIGNMENT.match(arg.value)) is not None:
+                        value = Arg(arg.value[match.end():], arg.raw)
+                        self._bind(match.group(1), value, state)
+                        if (carried := variable_code(match.group(1), value)) is not None:
+                            self.walk.nested(carried[0].value or "", state, carried[1])
+            if name == "unset" or (name == "read" and any(a.value == "HOME" for a in args)):
+                state.env.home_tainted |= any(a.value in ("HOME", None) for a in args)
 
-    def _cd(self, name: str, args: list[Arg], state: State) -> paths.Cwd:
+    def _filesystem(self, name: str, args: list[Arg], cwd: paths.Cwd) -> None:
+        walk = self.walk
+        made = symlinks_made(args) if name == "ln" else (bind_mounts(args) if name == "mount" else None)
+        for link, target in made or []:
+            if link.value is not None:
+                place = paths.resolve(link.value, cwd, walk.links, follow_last=False)
+                walk.links[paths.place_key(place)] = (target.value, name == "mount")
+        if name in ("tee", "cp", "mv", "install", "ln"):
+            for arg in args if name == "tee" else args[-1:]:
+                if not (arg.value or "-").startswith("-"):
+                    note_written(walk, cwd, arg)
+        elif name in _OUTPUT_OPTIONS:
+            for index, arg in enumerate(args):
+                if arg.value in _OUTPUT_OPTIONS[name] and index + 1 < len(args):
+                    note_written(walk, cwd, args[index + 1])
+                elif arg.value in ("-O", "--remote-name") or (name == "wget" and arg.value and "://" in arg.value):
+                    url = next((a.value for a in args if a.value and "://" in a.value), None)
+                    if url:
+                        note_written(walk, cwd, Arg(url.split("?")[0].rstrip("/").rsplit("/", 1)[-1], url))
+        elif name in ("dd", "dcfldd", "dc3dd"):
+            for arg in args:
+                if arg.value and arg.value.startswith("of="):
+                    note_written(walk, cwd, Arg(arg.value[3:], arg.raw))
+
+    def _cd(self, name: str, args: list[Arg], state: State, cdpath: bool) -> paths.Cwd:
         opts = parse(args, flags="LPen@")
         if name == "popd" or (name == "pushd" and opts.has("-n")):
             return paths.UNKNOWN if name == "popd" else state.cwd
@@ -269,9 +298,11 @@ class SimpleRunner:
         target = opts.operands[0]
         if target.value is None or target.value == "-" or target.value.startswith(("+", "-")):
             return paths.UNKNOWN
-        return self.new_cwd(target, state.cwd, state.env)
+        if (cdpath or "CDPATH" in state.env.bindings) and not target.value.startswith(("/", "./", "../", "~")):
+            return paths.UNKNOWN  # CDPATH may send a relative cd anywhere
+        return self.new_cwd(target, state.cwd)
 
-    def new_cwd(self, target: Arg, cwd: paths.Cwd, env: Env) -> paths.Cwd:
+    def new_cwd(self, target: Arg, cwd: paths.Cwd) -> paths.Cwd:
         if target.value is None or target.glob:
             return paths.UNKNOWN
         place = paths.resolve(target.value, cwd, self.walk.links)
@@ -281,19 +312,43 @@ class SimpleRunner:
             return paths.Cwd("start", "" if place.path == "." else place.path)
         return paths.Cwd("known", place.path)
 
-    def assign(self, word: Word, state: State) -> None:
+    # -- variables ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _assigned_name(word: Word) -> str:
         first = word.parts[0]
         assert isinstance(first, Lit)
-        match = _ASSIGNMENT.match(first.text)
+        match = ASSIGNMENT.match(first.text)
+        return match.group(1) if match else ""
+
+    def _value(self, word: Word, state: State) -> tuple[str, Arg, bool]:
+        first = word.parts[0]
+        assert isinstance(first, Lit)
+        match = ASSIGNMENT.match(first.text)
         assert match is not None
-        name = match.group(1)
-        if match.group(2) or match.group(3):  # an array element or +=
+        rest = Word([Lit(first.text[match.end():], False), *word.parts[1:]], word.source, word.start, word.end)
+        values = expand(rest, state.env)
+        value = values[0] if len(values) == 1 else Arg(None, word.raw, why="several words")
+        return match.group(1), value, bool(match.group(2) or match.group(3))
+
+    def _variable_code(self, word: Word, state: State) -> None:
+        name, value, _ = self._value(word, state)
+        carried = variable_code(name, value)
+        if carried is not None:
+            if value.value is None:
+                self.walk.note(confirm("code-from-elsewhere", f"{carried[1]} holds shell code only known at run "
+                                                              f"time: {value.why}"), word.raw)
+            else:
+                self.walk.nested(value.value, state, carried[1])
+
+    def assign(self, word: Word, state: State) -> None:
+        name, value, partial_update = self._value(word, state)
+        self._variable_code(word, state)
+        if partial_update:  # an array element or +=
             state.env.bindings.pop(name, None)
             state.env.home_tainted |= name == "HOME"
             return
-        rest = Word([Lit(first.text[match.end():], False), *word.parts[1:]], word.source, word.start, word.end)
-        values = expand(rest, state.env)
-        self._bind(name, values[0] if len(values) == 1 else Arg(None, word.raw, why="several words"), state)
+        self._bind(name, value, state)
 
     @staticmethod
     def _bind(name: str, value: Arg, state: State) -> None:
@@ -303,107 +358,3 @@ class SimpleRunner:
         else:
             state.env.bindings[name] = (value,)
 
-    # -- redirections and pipes ----------------------------------------------------------------------
-
-    def redirections(self, redirs: list[Redir], state: State, findings: list[Finding] | None,
-                     stdin: Input | None) -> Input | None:
-        from mcp_bridge.policy.analysis import Input
-
-        judged = findings is None
-        findings = [] if findings is None else findings
-        context = RuleContext(self.walk, state.cwd, [], state)
-        for redir in redirs:
-            target = expand(redir.target, state.env) if redir.target is not None else []
-            if redir.op in ("<<", "<<-") and redir.heredoc is not None:
-                stdin = Input("known", redir.heredoc.body)
-            elif redir.op == "<<<":
-                value = target[0].value if len(target) == 1 else None
-                stdin = Input("known", value + "\n") if value is not None else Input(
-                    "unknown", how="a here-string only known at run time")
-            elif redir.op == "<" and target:
-                arg = target[0]
-                if arg.value is None:
-                    stdin = Input("unknown", how=f"{'a process substitution' if arg.raw.startswith('<(') else 'a file'}"
-                                                 f" only known at run time ({arg.raw[:60]})")
-                elif arg.value not in sources.STDIN_PATHS:
-                    stdin = Input("file", how=arg.value)
-            elif redir.op == "<&" and target and target[0].value not in ("0",):
-                stdin = None if target[0].value == "-" else Input("unknown", how="another file descriptor")
-            if redir.op in _WRITES and target:
-                if redir.op == ">&" and target[0].value is not None and re.fullmatch(r"\d+-?|-", target[0].value):
-                    continue
-                for arg in target:
-                    finding = check_written(arg, context, f"'{redir.op}'")
-                    if finding is not None:
-                        findings.append(finding)
-        if judged and findings:
-            text = " ".join(f"{r.fd or ''}{r.op} {r.target.raw if r.target else ''}" for r in redirs)
-            self.walk.judge([], findings, text, text)
-        return stdin
-
-    def output_of(self, command: Command, state: State, stdin: Input | None) -> Input:
-        """What ``command`` writes into the pipe after it, when the command line shows it."""
-        from mcp_bridge.policy.analysis import Input
-
-        if not isinstance(command, Simple):
-            return Input("unknown", how="the output of a compound command")
-        words = [w for w in command.words if not is_assignment(w)]
-        argv = [a for w in words for a in expand(w, state.env)]
-        for _ in range(8):
-            if not argv or argv[0].value is None:
-                break
-            unwrapped = wrappers.unwrap(program_name(argv[0].value), argv[1:])
-            if unwrapped is None or not unwrapped.argv:
-                break
-            argv = unwrapped.argv
-        if not argv or argv[0].value is None:
-            return Input("unknown", how="the output of a command only known at run time")
-        name = program_name(argv[0].value)
-        args = argv[1:]
-        if any(a.value is None for a in args):
-            return Input("unknown", how=f"the output of `{name}` with arguments only known at run time")
-        values = [a.value or "" for a in args]
-        if name == "echo":
-            while values and re.fullmatch(r"-[neE]+", values[0]):
-                values = values[1:]
-            text = " ".join(values)
-            if "\\" in text:
-                return Input("unknown", how="echo output with backslash escapes (shells differ on them)")
-            return Input("known", text + "\n")
-        if name == "printf" and values:
-            return Input("known", _printf(values[0], values[1:]))
-        if name == "cat":
-            operands = [v for v in values if not v.startswith("-") or v == "-"]
-            if not operands or operands == ["-"]:
-                own = self.redirections(command.redirs, state, [], stdin)
-                return own if own is not None else Input("known", "")
-            return Input("file", how=" ".join(operands))
-        return Input("unknown", how=f"the output of `{name}`")
-
-
-def _printf(template: str, args: list[str]) -> str:
-    def unescape(text: str) -> str:
-        def one(match: re.Match[str]) -> str:
-            code = match.group(1)
-            if code[0] == "x":
-                return chr(int(code[1:], 16))
-            if code[0] == "0":
-                return chr(int(code, 8))
-            return _PRINTF_SIMPLE.get(code, "\\" + code)
-
-        return _PRINTF_ESCAPE.sub(one, text)
-
-    template = unescape(template)
-    pending = list(args)
-    out: list[str] = []
-    for _ in range(16):
-        def directive(match: re.Match[str]) -> str:
-            if match.group(1) == "%":
-                return "%"
-            value = pending.pop(0) if pending else ""
-            return unescape(value) if match.group(1) == "b" else value
-
-        out.append(_PRINTF_DIRECTIVE.sub(directive, template))
-        if not pending or not _PRINTF_DIRECTIVE.search(template):
-            break
-    return "".join(out)

@@ -72,7 +72,7 @@ _SGDISK_READ_ONLY = frozenset({"-p", "--print", "-i", "--info", "-v", "--verify"
 def check_partitioner(name: str, args: list[Arg], ctx: Context) -> Finding | None:
     texts = [a.value or "" for a in args]
     if name == "sgdisk":
-        opts = options.parse(args, flags="?bCDeEFgGlLmnOpPvVzZ", values="abcdhiInortTuU",
+        opts = options.parse(args, flags="?CDeEFgGLmoOpPvVzZ", values="aAbcdhijlnrtuU",
                              longs={"print": FLAG, "info": VALUE, "verify": FLAG, "backup": VALUE, "zap-all": FLAG,
                                     "zap": FLAG, "clear": FLAG, "new": VALUE, "delete": VALUE, "pretend": FLAG,
                                     "help": FLAG, "version": FLAG, "list-types": FLAG, "print-mbr": FLAG})

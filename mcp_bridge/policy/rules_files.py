@@ -83,9 +83,9 @@ def check_perms(name: str, args: list[Arg], ctx: Context) -> Finding | None:
 _FIND_NO_FILTER = frozenset({
     "-depth", "-d", "-xdev", "-mount", "-follow", "-noleaf", "-ignore_readdir_race", "-noignore_readdir_race",
     "-daystart", "-warn", "-nowarn", "-print", "-print0", "-ls", "-delete", "-true", "-maxdepth", "-mindepth",
-    "-regextype", "-a", "-and", "-o", "-or", ",", "(", ")", "!", "-not",
+    "-regextype", "-a", "-and", "-o", "-or", ",", "(", ")", "!", "-not", "-type", "-xtype",
 })
-_FIND_VALUE = frozenset({"-maxdepth", "-mindepth", "-regextype", "-files0-from"})
+_FIND_VALUE = frozenset({"-maxdepth", "-mindepth", "-regextype", "-files0-from", "-type", "-xtype"})
 _FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
 _FIND_WRITE = frozenset({"-fprint", "-fprint0", "-fls", "-fprintf"})
 _PATTERN_TESTS = frozenset({"-name", "-iname", "-path", "-ipath", "-wholename", "-iwholename"})

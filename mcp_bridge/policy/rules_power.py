@@ -230,7 +230,7 @@ def check_pkill(name: str, args: list[Arg]) -> Finding | None:
     if opts.dynamic:
         return unknown(opts.dynamic[0], f"'{name}' of processes only known at run time (they could include init)")
     patterns = opts.static_operands()
-    if not patterns and opts.has("-u", "--user", "-U", "--uid", "--euid") and name == "pkill":
+    if not patterns and opts.has("-u", "--user", "-U", "--uid", "--euid"):
         users = [v for n, v in opts.seen if n in ("-u", "--user", "-U", "--uid", "--euid")]
         if any(u in ("root", "0") for u in users):
             return deny("kill-init", f"'{name} -u root' signals every process of root, sshd and init included")

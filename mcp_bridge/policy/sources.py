@@ -48,6 +48,7 @@ class CodeRun:
     findings: list[Finding] = field(default_factory=list)
     sourced: bool = False  # `source FILE`: the file may change directory and variables
     argv: list[Arg] = field(default_factory=list)  # a command to analyse (hash -p PATH)
+    files: list[Arg] = field(default_factory=list)  # script files it runs (not read, unless this command wrote them)
 
 
 def _dynamic_code(arg: Arg, how: str) -> Finding:
@@ -65,6 +66,8 @@ def _script_file(arg: Arg, how: str, run: CodeRun) -> None:
             run.findings.append(_dynamic_code(arg, how))
     elif arg.value in STDIN_PATHS:
         run.stdin = how
+    else:
+        run.files.append(arg)
 
 
 def _static_code(arg: Arg, how: str, run: CodeRun) -> None:
@@ -211,9 +214,12 @@ _SSH_VALUES = "BbcDEeFIiJLlmOoPpQRSWw"
 def _ssh(args: list[Arg]) -> CodeRun:
     opts = options.parse(args, flags=_SSH_FLAGS, values=_SSH_VALUES, permute=False)
     run = CodeRun(fresh=True)
-    if opts.has("-N", "-G", "-V", "-Q", "-O", "-W") or not opts.operands:
+    if not opts.operands:
         return run
-    command = opts.operands[1:]
+    after_host = options.parse(opts.operands[1:], flags=_SSH_FLAGS, values=_SSH_VALUES, permute=False)
+    if opts.has("-N", "-G", "-V", "-Q", "-O", "-W") or after_host.has("-N", "-G", "-V", "-Q", "-O", "-W"):
+        return run  # ssh takes options after the host too (`ssh host -p 22 cmd`, `ssh host -- cmd`)
+    command = after_host.operands
     if command:
         _static_code(_joined(command), "ssh", run)
     elif not opts.has("-n"):
@@ -295,6 +301,8 @@ def _interpreter(name: str, args: list[Arg]) -> CodeRun | None:
             break  # input files of the inline code
         if text in STDIN_PATHS:
             run.stdin = name
+        else:
+            run.files.append(args[index - 1])
         return run  # the script file: not read
     if not codes:
         run.stdin = name

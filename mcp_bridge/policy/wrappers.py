@@ -31,6 +31,7 @@ class Unwrapped:
     stdin_shell: bool = False  # runs a shell that reads commands from standard input
     uncertain: Arg | None = None  # a run-time word where the wrapper's options are
     assigns: list[str] = field(default_factory=list)  # variables set for the inner command (env)
+    variables: list[tuple[str, Arg]] = field(default_factory=list)  # their values
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ SPECS: dict[str, Spec] = {
 }
 RUNNERS = {("poetry", "run"), ("uv", "run"), ("pipenv", "run"), ("bundle", "exec"), ("pdm", "run"),
            ("hatch", "run"), ("npm", "exec"), ("pnpm", "exec"), ("yarn", "exec"), ("mise", "exec"),
-           ("mise", "x"), ("asdf", "exec"), ("rbenv", "exec"), ("pyenv", "exec"), ("direnv", "exec")}
+           ("mise", "x"), ("asdf", "exec"), ("rbenv", "exec"), ("pyenv", "exec"), ("direnv", "exec"),
+           ("machinectl", "shell")}
 _RUNNER_VALUES = {"-p", "--python", "--with", "--directory", "--project", "--env-file", "--package", "--extra",
                   "--group", "-n", "--name", "--prefix", "-C", "--cwd"}
 
@@ -147,7 +149,7 @@ def unwrap(name: str, args: list[Arg]) -> Unwrapped | None:
     if name in ("npx", "pnpx", "bunx"):
         return _runner(args)
     if args and (name, args[0].value) in RUNNERS:
-        return _runner(args[1:], fixed=1 if name == "direnv" else 0)
+        return _runner(args[1:], fixed=1 if name in ("direnv", "machinectl") else 0)
     spec = SPECS.get(name)
     return _generic(spec, args) if spec is not None else None
 
@@ -161,8 +163,10 @@ def _generic(spec: Spec, args: list[Arg]) -> Unwrapped:
     operands = opts.operands
     uncertain = uncertain or next((a for a in operands[:spec.fixed] if a.value is None), None)
     operands = operands[spec.fixed:]
-    if uncertain is None and opts.operands and opts.operands[0].value is None and spec.fixed == 0:
-        uncertain = None  # the command itself is dynamic: the caller reports dynamic-program
+    if spec.script and operands and operands[0].value in spec.script:  # flock FILE -c 'string'
+        code = operands[1] if len(operands) > 1 else Arg("", "")
+        opts.seen.append((operands[0].value or "", code.value))
+        operands = []
     script = next((Arg(v, v) if v is not None else dynamic_arg("", "a shell string only known at run time")
                    for n, v in opts.seen if n in spec.script), None)
     cwd = next((Arg(v, v) if v is not None else dynamic_arg("", "a directory only known at run time")
@@ -194,8 +198,11 @@ def _env(args: list[Arg]) -> Unwrapped:
         return Unwrapped([], no_run=True)
     operands = list(opts.operands)
     assigns: list[str] = []
+    variables: list[tuple[str, Arg]] = []
     while operands and operands[0].value is not None and _ASSIGNMENT.match(operands[0].value):
-        assigns.append(operands[0].value.split("=", 1)[0])
+        name, value = operands[0].value.split("=", 1)
+        assigns.append(name)
+        variables.append((name, Arg(value, operands[0].raw)))
         operands = operands[1:]
     cwd_values = opts.values("-C", "--chdir")
     cwd = None
@@ -209,8 +216,8 @@ def _env(args: list[Arg]) -> Unwrapped:
             return Unwrapped([], script=dynamic_arg("", "env -S splits a string only known at run time",
                                                     "code-from-elsewhere"), cwd=cwd)
         text = " ".join([*(s for s in splits if s is not None), *(o.raw for o in operands)])
-        return Unwrapped([], script=Arg(text, text), cwd=cwd, assigns=assigns)
-    return Unwrapped(operands, cwd=cwd, assigns=assigns, uncertain=uncertain)
+        return Unwrapped([], script=Arg(text, text), cwd=cwd, assigns=assigns, variables=variables)
+    return Unwrapped(operands, cwd=cwd, assigns=assigns, variables=variables, uncertain=uncertain)
 
 
 def _xargs(args: list[Arg]) -> Unwrapped:
