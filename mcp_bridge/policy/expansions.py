@@ -59,6 +59,8 @@ class WordReader:
     budget: Budget
     pending: list[Heredoc]
     heredocs_read: int
+    limit: int  # where the here-document body being read in place ends
+    paren_match: dict[int, int]  # `(` -> its `)`, as arithmetic scans found them
     memo: dict[tuple[str, int], tuple[object, int]]
 
     def parse_until_paren(self) -> Script:  # pragma: no cover - the Parser provides it
@@ -145,8 +147,10 @@ class WordReader:
         parts.append(Param("(array)", plain=False))
 
     def double_quoted(self, parts: list[Part], heredoc: bool = False) -> None:
-        """The inside of "...", or (``heredoc``) an unquoted here-document body, to its end."""
-        text, n = self.text, self.n
+        """The inside of "...", or (``heredoc``) an unquoted here-document body read in place,
+        up to ``limit`` (the start of its delimiter line)."""
+        text = self.text
+        n = self.limit if heredoc else self.n
         opened = self.pos
         run = _HEREDOC_RUN if heredoc else _DQ_RUN
         count = 0
@@ -172,11 +176,14 @@ class WordReader:
             elif char == "`":
                 parts.append(self._backtick())
             else:
-                match = run.match(text, self.pos)
+                match = run.match(text, self.pos, n)
                 assert match is not None
                 parts.append(Lit(match.group(), True))
                 count += match.end() - self.pos
                 self.pos = match.end()
+            if self.pos > n:
+                raise Unparseable(f"an expansion in the here-document starting at character {opened + 1} "
+                                  "runs past the end of the here-document")
         self.budget.spend(count)
         if not heredoc:
             raise Unparseable(f"the double quote at character {opened} is never closed")
@@ -238,10 +245,17 @@ class WordReader:
             self.pos = end
             assert isinstance(node, Arith)
             return node
+        first, second = body_pos - 2, body_pos - 1
+        if first in self.paren_match and second in self.paren_match and \
+                self.paren_match[first] != self.paren_match[second] + 1:
+            # an earlier arithmetic scan already matched these parentheses: not `))`, so no arithmetic
+            self.memo[key] = (None, key_pos)
+            self.pos = key_pos
+            return None
         before = (len(self.pending), self.heredocs_read)
         self.pos = body_pos
         with self.budget.nested("arithmetic"):
-            node = self._arith_body()
+            node = self._arith_body(second)
         self.memo[key] = (node, self.pos)
         if node is None:
             if (len(self.pending), self.heredocs_read) != before:
@@ -249,24 +263,29 @@ class WordReader:
             self.pos = key_pos
         return node
 
-    def _arith_body(self) -> Arith | None:
+    def _arith_body(self, opened: int) -> Arith | None:
+        """Scan to the ``)`` matching ``opened``. Every parenthesis matched on the way is recorded
+        in ``paren_match``: a scan from a given ``(`` always goes the same way, so a later attempt
+        at an inner ``((`` is decided from the record instead of scanning again."""
         text, n = self.text, self.n
         parts: list[Part] = []
-        depth = 0
+        open_parens: list[int] = []
         assigns = False
         while self.pos < n:
             char = text[self.pos]
             self.budget.spend(1)
             if char == "(":
-                depth += 1
+                open_parens.append(self.pos)
                 self.pos += 1
             elif char == ")":
-                if depth == 0:
+                if not open_parens:
+                    self.paren_match[opened] = self.pos
                     if text.startswith(")", self.pos + 1):
+                        self.paren_match[opened - 1] = self.pos + 1
                         self.pos += 2
                         return Arith(parts, assigns)
                     return None
-                depth -= 1
+                self.paren_match[open_parens.pop()] = self.pos
                 self.pos += 1
             elif char == "$":
                 self._dollar(parts, in_quotes=True)

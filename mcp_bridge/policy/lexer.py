@@ -9,11 +9,12 @@ the newline after their operator, and their expansions parsed when the delimiter
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from mcp_bridge.policy.expansions import BREAK, WordReader
 from mcp_bridge.policy.limits import Budget, Unparseable
-from mcp_bridge.policy.syntax import Heredoc, Lit, Part, Redir, Word
+from mcp_bridge.policy.syntax import Heredoc, Lit, Redir, Word
 
 _REDIR_RE = re.compile(r"(\d+)?(<<<|<<-|&>>|<<|<>|<&|>>|>\||>&|&>|<|>)")
 _OPERATORS = (";;&", ";;", ";&", "&&", "||", "|&", ";", "&", "|", "(", ")")
@@ -49,12 +50,12 @@ class Lexer(WordReader):
         self.pending: list[Heredoc] = []
         self.heredocs_read = 0
         self.memo: dict[tuple[str, int], tuple[object, int]] = {}
+        self.limit = self.n
+        self.paren_match: dict[int, int] = {}
+        self._lines: list[dict[str, list[int]] | None] = [None, None]
         self._peeked: Token | None = None
 
     # -- hooks the grammar provides ----------------------------------------------------
-
-    def heredoc_parts(self, text: str) -> list[Part]:  # pragma: no cover - Parser overrides it
-        raise NotImplementedError
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -130,27 +131,54 @@ class Lexer(WordReader):
         return Token("redir", start, self.pos, redir=Redir(fd, op, target, heredoc))
 
     def _read_heredocs(self) -> None:
-        """Here-document bodies start on the line after their operator."""
+        """Here-document bodies start on the line after their operator. The delimiter line is
+        found through an index of the text's lines (built once), and an unquoted body is parsed
+        in place: nested here-documents cost no more than flat ones."""
         if not self.pending:
             return
-        text = self.text
-        for heredoc in self.pending:
-            lines: list[str] = []
-            while self.pos < self.n:
-                newline = text.find("\n", self.pos)
-                end = self.n if newline < 0 else newline
-                line = text[self.pos:end]
-                self.pos = end + 1 if newline >= 0 else end
-                if heredoc.strip_tabs:
-                    line = line.lstrip("\t")
-                if line == heredoc.delimiter:
-                    break
-                lines.append(line)
-            heredoc.body = "\n".join(lines)
-            heredoc.read = True
-            self.budget.spend(len(heredoc.body) + 1)
-            if not heredoc.quoted and ("$" in heredoc.body or "`" in heredoc.body):
-                with self.budget.nested("here-document"):
-                    heredoc.parts = self.heredoc_parts(heredoc.body)
-        self.pending = []
+        pending, self.pending = self.pending, []
+        for heredoc in pending:
+            start = self.pos
+            end, after = self._delimiter_line(heredoc, start)
+            heredoc.source, heredoc.start, heredoc.end, heredoc.read = self.text, start, end, True
+            self.budget.spend(1)
+            if not heredoc.quoted:
+                saved = self.limit
+                self.limit = end
+                try:
+                    with self.budget.nested("here-documents"):
+                        self.double_quoted(heredoc.parts, heredoc=True)
+                finally:
+                    self.limit = saved
+            self.pos = after
         self.heredocs_read += 1
+
+    def _delimiter_line(self, heredoc: Heredoc, start: int) -> tuple[int, int]:
+        """(where the body ends, where reading goes on): the first line from ``start`` that is
+        the delimiter, within ``limit``; without one, the body runs to ``limit`` (bash warns)."""
+        index = self._line_index(heredoc.strip_tabs)
+        starts = index.get(heredoc.delimiter, [])
+        found = bisect.bisect_left(starts, start)
+        if found < len(starts) and starts[found] < self.limit:
+            line_start = starts[found]
+            newline = self.text.find("\n", line_start, self.limit)
+            return line_start, (newline + 1 if newline >= 0 else self.limit)
+        return self.limit, self.limit
+
+    def _line_index(self, strip_tabs: bool) -> dict[str, list[int]]:
+        key = 1 if strip_tabs else 0
+        if self._lines[key] is None:
+            index: dict[str, list[int]] = {}
+            position = 0
+            text = self.text
+            while position <= self.n:
+                newline = text.find("\n", position)
+                end = self.n if newline < 0 else newline
+                line = text[position:end]
+                index.setdefault(line.lstrip("\t") if strip_tabs else line, []).append(position)
+                if newline < 0:
+                    break
+                position = newline + 1
+            self.budget.spend(self.n // 4 + len(index))
+            self._lines[key] = index
+        return self._lines[key]  # type: ignore[return-value]

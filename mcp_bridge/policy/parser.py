@@ -31,7 +31,6 @@ from mcp_bridge.policy.syntax import (
     Group,
     If,
     Loop,
-    Part,
     Pipeline,
     Redir,
     Script,
@@ -67,12 +66,6 @@ class Parser(Lexer):
 
     def parse_text(self, text: str) -> Script:
         return Parser(text, self.budget).parse_program()
-
-    def heredoc_parts(self, text: str) -> list[Part]:
-        parser = Parser(text, self.budget)
-        parts: list[Part] = []
-        parser.double_quoted(parts, heredoc=True)
-        return parts
 
     # -- lists ------------------------------------------------------------------------------
 

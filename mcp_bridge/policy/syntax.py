@@ -73,9 +73,20 @@ class Heredoc:
     delimiter: str
     quoted: bool  # a quoted delimiter makes the body literal data
     strip_tabs: bool
-    body: str = ""
+    source: str = ""  # the body is source[start:end], read in place
+    start: int = 0
+    end: int = 0
     parts: list[Part] = field(default_factory=list)  # expansions in an unquoted body
     read: bool = False
+
+    @property
+    def body(self) -> str:
+        """The body text (built only when something reads it, such as a shell fed the here-document)."""
+        text = self.source[self.start:self.end]
+        text = text[:-1] if text.endswith("\n") else text
+        if self.strip_tabs:
+            text = "\n".join(line.lstrip("\t") for line in text.split("\n"))
+        return text
 
 
 @dataclass(slots=True)
