@@ -113,12 +113,15 @@ def _copies_watched(name: str, args: list[Arg]) -> Finding | None:
     """``ln -s /sbin/reboot x`` or ``cp /bin/rm ./x`` gives a watched program a name no rule knows."""
     opts = options.parse(args, flags="bdfFiLnPrsTvaHlRux", values="StZ",
                          longs={"target-directory": VALUE, "suffix": VALUE, "symbolic": FLAG, "force": FLAG})
-    sources = opts.operands if (len(opts.operands) == 1 or opts.values("-t", "--target-directory")) \
-        else opts.operands[:-1]
-    for source in sources:
-        if source.value is not None and is_watched(source.value) and "/" in source.value:
-            return confirm("dynamic-program", f"{name} gives '{source.value}', a program the policy watches, "
-                                              "another name the rules do not know")
+    if len(opts.operands) != 2 or opts.values("-t", "--target-directory"):
+        return None  # a link or copy in a directory keeps the program's own name
+    source, target = opts.operands
+    if target.value is None or target.value.endswith("/"):
+        return None
+    new_name = program_name(target.value)
+    if source.value is not None and "/" in source.value and is_watched(source.value) and not is_watched(new_name):
+        return confirm("dynamic-program", f"{name} gives '{source.value}', a program the policy watches, "
+                                          f"the name '{new_name}' the rules do not know")
     return None
 
 

@@ -25,6 +25,8 @@ MAX_BRACE_WORDS = 64
 MAX_BRACE_CHARS = 16 * 1024
 MAX_BRACE_DEPTH = 32
 _GLOB_RE = re.compile(r"[*?]|\[.*\]", re.DOTALL)
+# Parameters that are always a number (and cannot be assigned to a string): $$, $!, $?, $#, $RANDOM.
+NUMBERS = frozenset({"$", "!", "?", "#", "RANDOM", "SRANDOM"})
 _BRACE_SPLIT = re.compile(r"([{},])")
 _SEQUENCE_RE = re.compile(r"^(-?\d+|[A-Za-z])\.\.(-?\d+|[A-Za-z])(?:\.\.(-?\d+))?$")
 
@@ -139,6 +141,8 @@ def _param_value(name: str, index: int, env: Env, pick: tuple[str, int] | None) 
         return None if chosen.value is None else (chosen.value, chosen.glob)
     if name == "HOME" and not env.home_tainted:
         return "~", False
+    if name in NUMBERS:
+        return "4242", False  # some number, never 0, 1 or -1: enough for paths and pids
     return None
 
 
