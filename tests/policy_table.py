@@ -401,6 +401,33 @@ WRAPPERS_AND_NESTING: list[Row] = [
     ("wrappers", "mkfs.ext4 $DEV", CONFIRM, "dynamic-target"),
 ]
 
+CONTROL_FLOW: list[Row] = [  # branches, loops and variables: what each command can see
+    ("control-flow", "if x; then cd /; else rm -rf *; fi", CONFIRM, "dynamic-target"),
+    ("control-flow", "if cd /; then rm -rf *; fi", DENY, "rm-root"),
+    ("control-flow", "if false; then cd /; fi; rm -rf *", CONFIRM, "dynamic-target"),
+    ("control-flow", "if true; then cd /; else cd /; fi; rm -rf *", DENY, "rm-root"),
+    ("control-flow", "X=/; if c; then X=/tmp; fi; rm -rf $X", CONFIRM, "dynamic-target"),
+    ("control-flow", "case $a in x) cd /;; y) cd /tmp;; esac; rm -rf *", CONFIRM, "dynamic-target"),
+    ("control-flow", "case $a in x) cd /; rm -rf *;; esac", DENY, "rm-root"),
+    ("control-flow", "for f in a; do . ./env.sh; done; rm -rf *", CONFIRM, "dynamic-target"),
+    ("control-flow", "while read x; do cd /; done < l; rm -rf *", CONFIRM, "dynamic-target"),
+    ("control-flow", "for c in 'rm -rf /' ls; do eval $c; done", CONFIRM, "code-from-elsewhere"),
+    ("control-flow", "for c in 'reboot' ls; do bash -c \"$c\"; done", DENY, "power-state"),
+    ("control-flow", "for p in /tmp/a /etc; do rm -rf $p; done", DENY, "rm-system-dir"),
+    ("control-flow", "for f in x reboot; do $f; done", DENY, "power-state"),
+    ("control-flow", "for p in /tmp/a /tmp/b; do rm -rf $p; done", ALLOW, None),
+    ("control-flow", "c='-rf /'; rm $c", DENY, "rm-root"),
+    ("control-flow", "c='-rf /'; rm \"$c\"", ALLOW, None),
+    ("control-flow", "c='rm -rf /'; $c", DENY, "rm-root"),
+    ("control-flow", "x='{/,}'; rm -rf $x", ALLOW, None),  # bash expands braces before variables
+    ("control-flow", "d='/tmp/a /etc'; rm -rf $d", DENY, "rm-system-dir"),
+    ("control-flow", "f='*'; cd /; rm -rf $f", DENY, "rm-root"),
+    ("control-flow", "x=' '; rm -rf /tmp/a$x/", DENY, "rm-root"),
+    ("control-flow", "f() { cd /; }; f; rm -rf *", CONFIRM, "dynamic-target"),
+    ("control-flow", "X=/tmp; f; rm -rf $X", ALLOW, None),  # f is no function here: nothing changes X
+    ("control-flow", "X=/tmp; g() { X=/; }; g; rm -rf $X", CONFIRM, "dynamic-target"),
+]
+
 LIMITS: list[Row] = [
     ("limits", "echo 'unterminated", CONFIRM, "unparseable"),
     ("limits", 'echo "unterminated', CONFIRM, "unparseable"),
@@ -729,7 +756,8 @@ HARDENING: list[Row] = [
 ]
 
 TABLE: list[Row] = (RUNTIME_PROGRAM + CODE_FROM_ELSEWHERE + PATH_ESCAPE + NEW_TOOLS + OPTION_PARSING
-                    + BENIGN_REFUSED_BEFORE + CLASSIC + WRAPPERS_AND_NESTING + LIMITS + BENIGN + HARDENING)
+                    + BENIGN_REFUSED_BEFORE + CLASSIC + WRAPPERS_AND_NESTING + CONTROL_FLOW + LIMITS + BENIGN
+                    + HARDENING)
 
 
 def counts(table: list[Row] = TABLE) -> dict[str, int]:

@@ -46,7 +46,7 @@ from mcp_bridge.policy.syntax import (
 from mcp_bridge.policy.words import Arg, Env, expand
 
 MAX_LOOP_VALUES = 8
-_CHANGES_CWD = re.compile(r"\b(cd|pushd|popd|source)\b|(^|[;&|\s(]])\.\s")
+_CHANGES_CWD = re.compile(r"\b(cd|pushd|popd|source)\b|(^|[;&|\s(])\.\s")
 
 
 def _reassigns(variable: str) -> re.Pattern[str]:
@@ -136,6 +136,14 @@ class Walk:
             state.env.bindings.pop(name, None)
         state.env.home_tainted |= before.env.home_tainted
 
+    @staticmethod
+    def join(state: State, branches: list[State]) -> None:
+        """After one of several branches ran: keep what all of them agree on."""
+        state.cwd = branches[0].cwd if len({b.cwd for b in branches}) == 1 else UNKNOWN
+        first = branches[0].env.bindings
+        state.env.bindings = {k: v for k, v in first.items() if all(b.env.bindings.get(k) == v for b in branches)}
+        state.env.home_tainted = any(b.env.home_tainted for b in branches)
+
     # -- commands ----------------------------------------------------------------------------
 
     def command(self, node: Command, state: State, stdin: Input | None) -> None:
@@ -152,23 +160,27 @@ class Walk:
         if isinstance(node, Group):
             self.script(node.body, state.copy() if node.subshell else state, stdin)
         elif isinstance(node, If):
-            before = state.copy()
-            for condition, body in node.clauses:
+            branches: list[State] = []
+            for condition, body in node.clauses:  # each branch starts where its condition left off
                 self.script(condition, state, stdin)
-                self.script(body, state, stdin)
+                branches.append(state.copy())
+                self.script(body, branches[-1], stdin)
+            branches.append(state.copy())
             if node.otherwise is not None:
-                self.script(node.otherwise, state, stdin)
-            self._merge(state, before)
+                self.script(node.otherwise, branches[-1], stdin)
+            self.join(state, branches)
         elif isinstance(node, Loop):
             self._loop(node, state, stdin)
         elif isinstance(node, Case):
             self.parts(node.subject.parts, state)
-            before = state.copy()
+            branches = []
             for patterns, body in node.arms:
                 for pattern in patterns:
                     self.parts(pattern.parts, state)
-                self.script(body, state, stdin)
-            self._merge(state, before)
+                branches.append(state.copy())
+                self.script(body, branches[-1], stdin)
+            branches.append(state.copy())  # no pattern matched
+            self.join(state, branches)
         elif isinstance(node, Cond):
             for word in node.words:
                 self.parts(word.parts, state)

@@ -86,10 +86,9 @@ class SimpleRunner:
         multi = next((n for w in words for n in param_names(w) if len(state.env.bindings.get(n, ())) > 1), None)
         if multi is None:
             argvs = [[a for w in words for a in expand(w, state.env)]]
-        else:
+        else:  # one variant per value of the loop variable
             argvs = [[a for w in words for a in expand(w, state.env, (multi, i))]
                      for i in range(len(state.env.bindings[multi]))]
-            argvs.append([a for w in words for a in expand(w, state.env)])  # last: for nested code
         self.run_argv(argvs, inner_state, stdin, findings, text, redirect_text, real_state=state,
                       cdpath="CDPATH" in names)
 
@@ -99,15 +98,23 @@ class SimpleRunner:
         """Examine the command (each variant when a loop variable has several values), judge it,
         then apply its effects and walk what it runs."""
         findings = list(findings)
-        if len(argvs) > 1:
-            for argv in argvs[:-1]:
-                findings += self.examine(argv, state, stdin, skip_rules, top, cwd)[1]
-            levels, _, after = self.examine(argvs[-1], state, stdin, True, top, cwd)
-        else:
-            levels, more, after = self.examine(argvs[0], state, stdin, skip_rules, top, cwd)
+        variants: list[list[list[Arg]]] = []
+        after: Actions = []
+        for argv in argvs:
+            levels, more, actions = self.examine(argv, state, stdin, skip_rules, top, cwd)
+            variants.append(levels)
             findings += more
-        self.walk.judge(levels, findings, text, redirect_text, needs_rule=True)
-        self.effects(levels, real_state or state, cwd, top, cdpath)
+            after += actions
+        self.walk.judge([level for levels in variants for level in levels], findings, text, redirect_text,
+                        needs_rule=True)
+        target = real_state or state
+        if len(variants) == 1:
+            self.effects(variants[0], target, cwd, top, cdpath)
+        else:  # each value of the loop variable may do something else: keep what they agree on
+            branches = [target.copy() for _ in variants]
+            for levels, branch in zip(variants, branches, strict=True):
+                self.effects(levels, branch, cwd, top, cdpath)
+            self.walk.join(target, branches)
         for action in after:
             action()
 

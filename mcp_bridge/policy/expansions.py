@@ -210,10 +210,10 @@ class WordReader:
             self.pos = start + 2  # $"..." is a translatable "..."
             self.double_quoted(parts)
         elif (match := _NAME_RE.match(text, start + 1)) is not None:
-            parts.append(Param(match.group()))
+            parts.append(Param(match.group(), quoted=in_quotes))
             self.pos = match.end()
         elif following and following in _SPECIAL_PARAMS:
-            parts.append(Param(following))
+            parts.append(Param(following, quoted=in_quotes))
             self.pos = start + 2
         else:
             parts.append(Lit("$", in_quotes))
@@ -321,7 +321,7 @@ class WordReader:
         self.pos = match.end() if match else start + 2
         if text.startswith("}", self.pos):
             self.pos += 1
-            node = Param(name, braced=True, plain=name[:1] not in ("#", "!"))
+            node = Param(name, braced=True, plain=name[:1] not in ("#", "!"), quoted=in_quotes)
             self.memo[key] = (node, self.pos)
             return node
         assigns = text.startswith((":=", "="), self.pos)
@@ -360,7 +360,8 @@ class WordReader:
                     self.pos = found.end()
             else:
                 raise Unparseable(f"the '${{' at character {start + 1} is never closed with '}}'")
-        node = Param(name.lstrip("#!") or name, braced=True, plain=False, assigns=assigns, inner=inner)
+        node = Param(name.lstrip("#!") or name, braced=True, plain=False, assigns=assigns, inner=inner,
+                     quoted=in_quotes)
         self.memo[key] = (node, self.pos)
         return node
 

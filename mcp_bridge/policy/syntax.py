@@ -27,6 +27,7 @@ class Param:
     name: str
     braced: bool = False
     plain: bool = True  # `$x` or `${x}` with no operator
+    quoted: bool = False  # inside "...": its value is not split into words
     assigns: bool = False  # `${x:=value}` / `${x=value}` assign to the variable
     inner: list[Part] = field(default_factory=list)
 

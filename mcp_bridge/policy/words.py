@@ -27,6 +27,7 @@ MAX_BRACE_DEPTH = 32
 _GLOB_RE = re.compile(r"[*?]|\[.*\]", re.DOTALL)
 # Parameters that are always a number (and cannot be assigned to a string): $$, $!, $?, $#, $RANDOM.
 NUMBERS = frozenset({"$", "!", "?", "#", "RANDOM", "SRANDOM"})
+_IFS = re.compile(r"[ \t\n]+")
 _BRACE_SPLIT = re.compile(r"([{},])")
 _SEQUENCE_RE = re.compile(r"^(-?\d+|[A-Za-z])\.\.(-?\d+|[A-Za-z])(?:\.\.(-?\d+))?$")
 
@@ -87,11 +88,16 @@ def describe_part(part: Part) -> str:
 
 
 def expand(word: Word, env: Env, pick: tuple[str, int] | None = None) -> list[Arg]:
-    """The argument(s) ``word`` becomes. ``pick`` chooses one value of a multi-valued variable."""
-    segments: list[tuple[str, bool]] = []  # (text, quoted)
+    """The argument(s) ``word`` becomes. ``pick`` chooses one value of a multi-valued variable.
+
+    Segments keep how each piece may be changed: ``q`` quoted text (never), ``u`` unquoted text
+    (brace expansion, globbing), ``p`` an unquoted variable's value (split into words at spaces
+    and globbed, but not brace-expanded: bash expands braces before variables), ``g`` a loop
+    variable standing for the files a pattern matches."""
+    segments: list[tuple[str, str]] = []
     for index, part in enumerate(word.parts):
         if isinstance(part, Lit):
-            segments.append((part.text, part.quoted))
+            segments.append((part.text, "q" if part.quoted else "u"))
             continue
         if isinstance(part, CmdSub) and part.kind in ("$(", "`") and not part.body.items:
             continue  # `$()` is the empty string: r$()m is rm
@@ -99,15 +105,16 @@ def expand(word: Word, env: Env, pick: tuple[str, int] | None = None) -> list[Ar
             value = _param_value(part.name, index, env, pick)
             if value is not None:
                 text, glob = value
-                if glob:
-                    segments.append((text, False))
-                elif not (index == 0 and text.startswith("~") and part.name == "HOME"):
-                    segments.append((text, True))
+                if index == 0 and part.name == "HOME" and text == "~":
+                    kind = "u"  # $HOME at the start acts as ~
+                elif glob:
+                    kind = "g"
                 else:
-                    segments.append((text, False))  # $HOME at the start acts as ~
+                    kind = "q" if part.quoted else "p"
+                segments.append((text, kind))
                 continue
         return [dynamic_arg(word.raw, f"'{word.raw}' holds {describe_part(part)}, only known at run time")]
-    if segments and not segments[0][1] and segments[0][0].startswith("~"):
+    if segments and segments[0][1] == "u" and segments[0][0].startswith("~"):
         head = segments[0][0]
         name_end = head.find("/")
         tilde = head if name_end < 0 else head[:name_end]
@@ -119,14 +126,35 @@ def expand(word: Word, env: Env, pick: tuple[str, int] | None = None) -> list[Ar
             bound = env.bindings["HOME"][0]
             if bound.value is None:
                 return [dynamic_arg(word.raw, f"'{word.raw}' uses $HOME, which this command changes")]
-            segments[0] = (bound.value + head[len(tilde):], True)
-    glob = any(not quoted and _GLOB_RE.search(text) for text, quoted in segments)
-    if any(not quoted and "{" in text for text, quoted in segments):
-        texts = expand_braces(segments)
-        if texts is None:
-            return [dynamic_arg(word.raw, f"the brace expansion in '{word.raw[:60]}' is too large to check")]
-        return [Arg(text, word.raw, glob) for text in texts]
-    return [Arg("".join(text for text, _ in segments), word.raw, glob)]
+            segments[0] = (bound.value + head[len(tilde):], "q")
+    args: list[Arg] = []
+    for field in _split(segments):
+        glob = any(kind == "g" or (kind in "up" and _GLOB_RE.search(text)) for text, kind in field)
+        if any(kind == "u" and "{" in text for text, kind in field):
+            texts = expand_braces([(text, kind != "u") for text, kind in field])
+            if texts is None:
+                return [dynamic_arg(word.raw, f"the brace expansion in '{word.raw[:60]}' is too large to check")]
+            args.extend(Arg(text, word.raw, glob) for text in texts)
+        else:
+            args.append(Arg("".join(text for text, _ in field), word.raw, glob))
+    return args
+
+
+def _split(segments: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Word splitting: an unquoted variable's value breaks the word at spaces, tabs and newlines."""
+    if not any(kind == "p" and _IFS.search(text) for text, kind in segments):
+        return [segments]
+    fields: list[list[tuple[str, str]]] = [[]]
+    for text, kind in segments:
+        if kind != "p":
+            fields[-1].append((text, kind))
+            continue
+        for index, piece in enumerate(_IFS.split(text)):
+            if index:
+                fields.append([])
+            if piece:
+                fields[-1].append((piece, kind))
+    return [field for field in fields if field]
 
 
 def _param_value(name: str, index: int, env: Env, pick: tuple[str, int] | None) -> tuple[str, bool] | None:
