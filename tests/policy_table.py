@@ -429,6 +429,10 @@ CONTROL_FLOW: list[Row] = [  # branches, loops and variables: what each command 
 ]
 
 LIMITS: list[Row] = [
+    # bash joins `EO\`+newline+`F` into the delimiter, dash does not: the earliest end counts
+    ("limits", "cat <<EOF\nbody\nEO\\\nF\nreboot\nEOF\n", DENY, "power-state"),
+    ("limits", "cat <<EOF\nx \\\nEOF\nreboot\n", DENY, "power-state"),
+    ("limits", "cat <<'EOF'\nbody\nEO\\\nF\nreboot\nEOF\n", ALLOW, None),
     ("limits", "echo 'unterminated", CONFIRM, "unparseable"),
     ("limits", 'echo "unterminated', CONFIRM, "unparseable"),
     ("limits", "echo $(ls", CONFIRM, "unparseable"),

@@ -52,7 +52,8 @@ class Lexer(WordReader):
         self.memo: dict[tuple[str, int], tuple[object, int]] = {}
         self.limit = self.n
         self.paren_match: dict[int, int] = {}
-        self._lines: list[dict[str, list[int]] | None] = [None, None]
+        self._lines: dict[tuple[bool, bool], dict[str, list[int]]] = {}
+        self._line_ends: dict[tuple[bool, int], int] = {}
         self._peeked: Token | None = None
 
     # -- hooks the grammar provides ----------------------------------------------------
@@ -155,30 +156,47 @@ class Lexer(WordReader):
 
     def _delimiter_line(self, heredoc: Heredoc, start: int) -> tuple[int, int]:
         """(where the body ends, where reading goes on): the first line from ``start`` that is
-        the delimiter, within ``limit``; without one, the body runs to ``limit`` (bash warns)."""
-        index = self._line_index(heredoc.strip_tabs)
-        starts = index.get(heredoc.delimiter, [])
-        found = bisect.bisect_left(starts, start)
-        if found < len(starts) and starts[found] < self.limit:
-            line_start = starts[found]
-            newline = self.text.find("\n", line_start, self.limit)
-            return line_start, (newline + 1 if newline >= 0 else self.limit)
-        return self.limit, self.limit
+        the delimiter, within ``limit``; without one, the body runs to ``limit`` (bash warns).
 
-    def _line_index(self, strip_tabs: bool) -> dict[str, list[int]]:
-        key = 1 if strip_tabs else 0
-        if self._lines[key] is None:
+        For an unquoted delimiter, bash joins lines ending in a backslash before comparing and
+        dash does not: the earliest end either shell could pick counts, so that nothing after it
+        is mistaken for data."""
+        best: tuple[int, int] = (self.limit, self.limit)
+        for logical in (False, True) if not heredoc.quoted else (False,):
+            starts = self._line_index(heredoc.strip_tabs, logical).get(heredoc.delimiter, [])
+            found = bisect.bisect_left(starts, start)
+            if found < len(starts) and starts[found] < best[0]:
+                line_start = starts[found]
+                best = (line_start, min(self._line_ends[(logical, line_start)] + 1, self.limit))
+        return best
+
+    def _line_index(self, strip_tabs: bool, logical: bool) -> dict[str, list[int]]:
+        """Line text -> where such lines start, built once per text. ``logical`` lines are
+        joined across backslash-newlines."""
+        key = (strip_tabs, logical)
+        if key not in self._lines:
             index: dict[str, list[int]] = {}
-            position = 0
             text = self.text
+            position = 0
             while position <= self.n:
-                newline = text.find("\n", position)
-                end = self.n if newline < 0 else newline
-                line = text[position:end]
-                index.setdefault(line.lstrip("\t") if strip_tabs else line, []).append(position)
+                start = position
+                pieces: list[str] = []
+                while True:
+                    newline = text.find("\n", position)
+                    end = self.n if newline < 0 else newline
+                    line = text[position:end]
+                    if logical and newline >= 0 and (len(line) - len(line.rstrip("\\"))) % 2 == 1:
+                        pieces.append(line[:-1])
+                        position = newline + 1
+                        continue
+                    pieces.append(line)
+                    break
+                content = "".join(pieces)
+                index.setdefault(content.lstrip("\t") if strip_tabs else content, []).append(start)
+                self._line_ends[(logical, start)] = end
                 if newline < 0:
                     break
                 position = newline + 1
             self.budget.spend(self.n // 4 + len(index))
             self._lines[key] = index
-        return self._lines[key]  # type: ignore[return-value]
+        return self._lines[key]
