@@ -429,8 +429,9 @@ CONTROL_FLOW: list[Row] = [  # branches, loops and variables: what each command 
 ]
 
 LIMITS: list[Row] = [
-    # bash joins `EO\`+newline+`F` into the delimiter, dash does not: the earliest end counts
+    # bash ends a here-document at `EO\`+newline+`F` (joined lines), so `reboot` runs
     ("limits", "cat <<EOF\nbody\nEO\\\nF\nreboot\nEOF\n", DENY, "power-state"),
+    # neither bash nor dash ends it at a continued `EOF`; the policy does (the earliest possible end): safe side
     ("limits", "cat <<EOF\nx \\\nEOF\nreboot\n", DENY, "power-state"),
     ("limits", "cat <<'EOF'\nbody\nEO\\\nF\nreboot\nEOF\n", ALLOW, None),
     ("limits", "echo 'unterminated", CONFIRM, "unparseable"),

@@ -158,9 +158,10 @@ class Lexer(WordReader):
         """(where the body ends, where reading goes on): the first line from ``start`` that is
         the delimiter, within ``limit``; without one, the body runs to ``limit`` (bash warns).
 
-        For an unquoted delimiter, bash joins lines ending in a backslash before comparing and
-        dash does not: the earliest end either shell could pick counts, so that nothing after it
-        is mistaken for data."""
+        For an unquoted delimiter, bash compares lines joined across backslash-newlines (``EO\\``
+        + ``F`` ends a here-document for ``EOF``); dash compares the first physical line of each.
+        The earliest end any of these readings gives counts, so that nothing after it is taken
+        for data (where that end is earlier than both shells', more is checked as code than runs)."""
         best: tuple[int, int] = (self.limit, self.limit)
         for logical in (False, True) if not heredoc.quoted else (False,):
             starts = self._line_index(heredoc.strip_tabs, logical).get(heredoc.delimiter, [])
