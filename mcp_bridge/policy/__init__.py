@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from mcp_bridge.policy.analysis import Denied, State, Walk
 from mcp_bridge.policy.base import ADVICE, BUILTIN_RULES, Finding
-from mcp_bridge.policy.config import PolicyError, PolicyRule, UserRules, from_mapping, load_file
+from mcp_bridge.policy.config import Fallback, Mode, PolicyError, PolicyRule, UserRules, from_mapping, load_file
 from mcp_bridge.policy.limits import MAX_INPUT, AnalysisStop, Budget, TooComplex
 from mcp_bridge.policy.parser import Parser
 from mcp_bridge.policy.syntax import Script
@@ -39,7 +39,6 @@ __all__ = ["BUILTIN_RULES", "CommandPolicy", "Decision", "PolicyDecision", "Poli
            "analysis_steps"]
 
 Decision = Literal["allow", "deny", "confirm"]
-Mode = Literal["default", "strict", "permissive"]
 _TEXT_LIMIT = 200
 
 
@@ -66,16 +65,16 @@ class CommandPolicy:
     """Built-in rules plus the mode, fallback and deny/allow rules of an optional policy file."""
 
     def __init__(self, deny: Sequence[PolicyRule] = (), allow: Sequence[PolicyRule] = (), mode: Mode = "default",
-                 on_unsure: Literal["deny", "allow"] = "deny", source: str = "the policy file") -> None:
+                 on_unsure: Fallback = "deny", source: str = "the policy file") -> None:
         self.rules = UserRules(list(deny), list(allow), mode, on_unsure, source)
 
     @property
     def mode(self) -> Mode:
-        return self.rules.mode  # type: ignore[return-value]
+        return self.rules.mode
 
     @property
-    def on_unsure(self) -> Literal["deny", "allow"]:
-        return self.rules.on_unsure  # type: ignore[return-value]
+    def on_unsure(self) -> Fallback:
+        return self.rules.on_unsure
 
     @property
     def source(self) -> str:
@@ -110,11 +109,11 @@ class CommandPolicy:
 
     def _check(self, command: str) -> tuple[PolicyDecision, int]:
         if not isinstance(command, str):
-            return self._finish(Finding("confirm", "unparseable", "the command is not text"), "", None), 0
+            return self._unsure(Finding("confirm", "unparseable", "the command is not text"), ""), 0
         if len(command) > MAX_INPUT:
             finding = Finding("confirm", "too-complex", f"the command is {len(command)} characters long, over the "
                                                         f"{MAX_INPUT} the policy analyses")
-            return self._finish(finding, command[:80], None), 0
+            return self._unsure(finding, command[:80]), 0
         budget = Budget(len(command))
         walk = Walk(self.rules, budget)
         try:
@@ -122,12 +121,11 @@ class CommandPolicy:
         except Denied as denied:
             decision = self._denied(denied)
         except RecursionError:
-            decision = self._finish(Finding("confirm", "too-complex", "the command is nested too deeply"),
-                                    command, None)
+            decision = self._unsure(Finding("confirm", "too-complex", "the command is nested too deeply"), command)
         except Exception as exc:  # fail closed: a bug in the analysis must never allow
             finding = Finding("confirm", "unparseable", f"the policy could not analyse the command "
                                                         f"({type(exc).__name__}: {exc})")
-            decision = self._finish(finding, command, None)
+            decision = self._unsure(finding, command)
         return decision, budget.steps
 
     def _analyse(self, command: str, budget: Budget, walk: Walk) -> PolicyDecision:
@@ -146,27 +144,26 @@ class CommandPolicy:
         if problem is not None:
             what = (f"the command cannot be parsed ({problem})" if problem.rule == "unparseable"
                     else f"the command is too complex to analyse ({problem})")
-            return self._finish(Finding("confirm", problem.rule, what), command, None)
+            return self._unsure(Finding("confirm", problem.rule, what), command)
         if walk.confirmed is not None:
             finding, text = walk.confirmed
-            return self._finish(finding, text, None)
+            return self._unsure(finding, text)
         if walk.lifted:
             rule, finding, text = walk.lifted[0]
-            return PolicyDecision("allow", rule.id, f"allowed by rule '{rule.id}' from {self.source} "  # type: ignore
-                                  f"({rule.reason}), which lifts built-in rule '{finding.rule}' for "  # type: ignore
+            return PolicyDecision("allow", rule.id, f"allowed by rule '{rule.id}' from {self.source} "
+                                  f"({rule.reason}), which lifts built-in rule '{finding.rule}' for "
                                   f"`{_quote(text)}`")
         if self.mode == "strict" and walk.allowed_by:
             rule, text = walk.allowed_by[0]
-            return PolicyDecision("allow", rule.id, f"allowed in strict mode by rule '{rule.id}' from "  # type: ignore
-                                  f"{self.source} ({rule.reason}) for `{_quote(text)}`")  # type: ignore
+            return PolicyDecision("allow", rule.id, f"allowed in strict mode by rule '{rule.id}' from "
+                                  f"{self.source} ({rule.reason}) for `{_quote(text)}`")
         return PolicyDecision("allow", None, "every program and target is known and no rule matched")
 
     def _denied(self, denied: Denied) -> PolicyDecision:
         finding, text = denied.finding, _quote(denied.text)
         if denied.user_rule is not None:
-            rule = denied.user_rule
             return PolicyDecision("deny", finding.rule, f"{finding.what} (rule {finding.rule} from {self.source}, "
-                                  f"in `{text}`); change the command, or edit rule '{rule.id}' "  # type: ignore
+                                  f"in `{text}`); change the command, or edit rule '{finding.rule}' "
                                   f"in {self.source}")
         if finding.rule == "strict-mode":
             return PolicyDecision("deny", "strict-mode", f"{finding.what}: `{text}` (rule strict-mode); add an "
@@ -175,7 +172,7 @@ class CommandPolicy:
                               f"{ADVICE.get(finding.rule, 'change the command')}, or add an allow rule matching "
                               f"exactly this command to {self.source}")
 
-    def _finish(self, finding: Finding, text: str, _: object) -> PolicyDecision:
+    def _unsure(self, finding: Finding, text: str) -> PolicyDecision:
         """A confirm, as the mode turns it: strict denies it, permissive allows it."""
         text = _quote(text)
         where = f" in `{text}`" if text else ""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from mcp_bridge.policy import streams
 from mcp_bridge.policy.base import Finding, confirm, deny
 from mcp_bridge.policy.commands import SimpleRunner
+from mcp_bridge.policy.config import PolicyRule, UserRules
 from mcp_bridge.policy.limits import AnalysisStop, Budget
 from mcp_bridge.policy.parser import Parser
 from mcp_bridge.policy.paths import START, UNKNOWN, Cwd
@@ -65,7 +66,7 @@ class State:
 
 
 class Denied(Exception):
-    def __init__(self, finding: Finding, text: str, user_rule: object = None) -> None:
+    def __init__(self, finding: Finding, text: str, user_rule: PolicyRule | None = None) -> None:
         super().__init__(finding.what)
         self.finding = finding
         self.text = text
@@ -82,12 +83,12 @@ class Frame:
 
 
 class Walk:
-    def __init__(self, rules: object, budget: Budget) -> None:
-        self.rules = rules  # config.UserRules: deny/allow lists and the mode
+    def __init__(self, rules: UserRules, budget: Budget) -> None:
+        self.rules = rules
         self.budget = budget
         self.confirmed: tuple[Finding, str] | None = None
-        self.lifted: list[tuple[object, Finding, str]] = []
-        self.allowed_by: list[tuple[object, str]] = []  # strict mode: commands an allow rule let through
+        self.lifted: list[tuple[PolicyRule, Finding, str]] = []  # built-in findings an allow rule lifted
+        self.allowed_by: list[tuple[PolicyRule, str]] = []  # commands an allow rule let through
         self.functions: dict[str, FuncDef] = {}
         self.links: dict[str, tuple[str | None, bool]] = {}
         self.written: set[str] = set()  # places of files this command writes
@@ -317,12 +318,11 @@ class Walk:
         if not views:
             views.append(([], redirect_text))
         rules = self.rules
-        for rule in rules.deny:  # type: ignore[attr-defined]
+        for rule in rules.deny:
             for argv, view_text in views:
                 if rule.matches(argv, view_text):
                     raise Denied(deny(rule.id, rule.reason), view_text, user_rule=rule)
-        allow = next((r for r in rules.allow for argv, view_text in views  # type: ignore[attr-defined]
-                      if r.matches(argv, view_text)), None)
+        allow = next((r for r in rules.allow for argv, view_text in views if r.matches(argv, view_text)), None)
         if allow is not None:
             self.lifted.extend((allow, finding, text) for finding in findings)
             if needs_rule:
@@ -331,7 +331,7 @@ class Walk:
         for finding in findings:  # a built-in denial keeps its own rule, in every mode
             if finding.decision == "deny":
                 raise Denied(finding, text)
-        if needs_rule and rules.mode == "strict":  # type: ignore[attr-defined]
+        if needs_rule and rules.mode == "strict":
             raise Denied(deny("strict-mode", "strict mode runs only commands an allow rule matches, and no "
                                              "allow rule matches this one"), text)
         for finding in findings:

@@ -24,13 +24,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import yaml
 
 from mcp_bridge.errors import JexidaError
 from mcp_bridge.policy.base import BUILTIN_RULES
 
+Mode = Literal["default", "strict", "permissive"]
+Fallback = Literal["deny", "allow"]
 MODES = ("default", "strict", "permissive")
 FALLBACKS = ("deny", "allow")
 _TOP_KEYS = ("mode", "on_unsure", "deny", "allow")
@@ -67,8 +69,8 @@ class PolicyRule:
 class UserRules:
     deny: list[PolicyRule] = field(default_factory=list)
     allow: list[PolicyRule] = field(default_factory=list)
-    mode: str = "default"
-    on_unsure: str = "deny"
+    mode: Mode = "default"
+    on_unsure: Fallback = "deny"
     source: str = "the policy file"
 
 
@@ -112,7 +114,7 @@ def from_mapping(data: Any, source: str = "<policy>") -> UserRules:
             raise PolicyError(f"{source}: {kind}: must be a list of rules (each a mapping with id, reason and "
                               "argv0 or regex)")
         lists[kind] = [_rule(entry, f"{kind}[{i}]", source, seen) for i, entry in enumerate(entries)]
-    return UserRules(lists["deny"], lists["allow"], mode, on_unsure, source)
+    return UserRules(lists["deny"], lists["allow"], cast(Mode, mode), cast(Fallback, on_unsure), source)
 
 
 def _rule(entry: Any, where: str, source: str, seen: set[str]) -> PolicyRule:
