@@ -429,11 +429,23 @@ CONTROL_FLOW: list[Row] = [  # branches, loops and variables: what each command 
 ]
 
 LIMITS: list[Row] = [
-    # bash ends a here-document at `EO\`+newline+`F` (joined lines), so `reboot` runs
-    ("limits", "cat <<EOF\nbody\nEO\\\nF\nreboot\nEOF\n", DENY, "power-state"),
-    # neither bash nor dash ends it at a continued `EOF`; the policy does (the earliest possible end): safe side
-    ("limits", "cat <<EOF\nx \\\nEOF\nreboot\n", DENY, "power-state"),
+    # bash ends this here-document at `EO\`+newline+`F` (joined), dash at the last line: undecidable
+    ("limits", "cat <<EOF\nbody\nEO\\\nF\nreboot\nEOF\n", CONFIRM, "unparseable"),
+    # both shells read past the continued line to the last EOF: $(reboot) is in the unquoted body
+    ("limits", "cat <<-EOF\na\\\nEOF\n\ncat <<'EOF' | cat\n$(reboot)\nEOF\n", DENY, "power-state"),
+    # neither shell ends it at a continued `EOF`: reboot is data in both
+    ("limits", "cat <<EOF\nx \\\nEOF\nreboot\n", ALLOW, None),
     ("limits", "cat <<'EOF'\nbody\nEO\\\nF\nreboot\nEOF\n", ALLOW, None),
+    # dash has no $'...': its quote ends at the escaped quote, and the rest runs
+    ("limits", "echo $'a\\' ; reboot #'", CONFIRM, "unparseable"),
+    ("limits", "echo $'it''s'; echo $'a\\tb'", ALLOW, None),
+    # dash has no [[ or ((: it runs what bash reads as operands or arithmetic
+    ("limits", "[[ -f x && reboot ]]", DENY, "power-state"),
+    ("limits", "[[ -f x || rm -rf / ]]", DENY, "rm-root"),
+    ("limits", "(( x ; reboot ))", DENY, "power-state"),
+    ("limits", "[[ $x =~ ^(a|b)$ ]] && echo ok", ALLOW, None),
+    ("limits", "[[ -f /etc/hosts && -d /tmp ]] && echo ok", ALLOW, None),
+    ("limits", "(( i++ )); (( x > 2 )) && echo big", ALLOW, None),
     ("limits", "echo 'unterminated", CONFIRM, "unparseable"),
     ("limits", 'echo "unterminated', CONFIRM, "unparseable"),
     ("limits", "echo $(ls", CONFIRM, "unparseable"),

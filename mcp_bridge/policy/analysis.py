@@ -185,13 +185,23 @@ class Walk:
         elif isinstance(node, Cond):
             for word in node.words:
                 self.parts(word.parts, state)
+            self._as_dash(node.dash_text, state)
         elif isinstance(node, ArithCmd):
             self.parts([node.arith], state)
+            self._as_dash(node.dash_text, state)
         elif isinstance(node, FuncDef):
             self._function(node, state)
         elif isinstance(node, Coproc):
             self._spawned()
             self.command(node.body, state.copy(), None)
+
+    def _as_dash(self, text: str, state: State) -> None:
+        """``[[ ... ]]`` and ``(( ... ))`` are bash syntax; dash (/bin/sh on Debian) reads the same
+        text as ordinary commands (`[[ x && reboot ]]` runs `reboot ]]`). Walk that reading too."""
+        if text:
+            dash_state = state.copy()
+            self.nested(text, dash_state, "dash", same_shell=True, dash=True)
+            self.join(state, [state.copy(), dash_state])
 
     def _loop(self, node: Loop, state: State, stdin: Input | None) -> None:
         before = state.copy()
@@ -266,7 +276,7 @@ class Walk:
     # -- nested code ------------------------------------------------------------------------------
 
     def nested(self, code: str, state: State, how: str, *, same_shell: bool = False, fresh: bool = False,
-               positional: list[Arg] | None = None, cwd: Cwd | None = None) -> None:
+               positional: list[Arg] | None = None, cwd: Cwd | None = None, dash: bool = False) -> None:
         """Walk shell code found in the command (a -c string, eval, text piped into sh)."""
         with self.budget.nested("shell strings run by other shells"):
             if same_shell:
@@ -287,12 +297,12 @@ class Walk:
             items: list = []
             try:
                 try:
-                    Parser(code, self.budget).parse_program(items)
+                    Parser(code, self.budget, dash).parse_program(items)
                     problem = None
                 except AnalysisStop as exc:
                     problem = exc
                 self.script(Script(items), inner, None)
-                if problem is not None:
+                if problem is not None and not dash:  # a syntax error stops dash from running the line
                     self.note(confirm(problem.rule, f"the code {how} runs cannot be parsed ({problem})"),
                               code[:200])
             finally:

@@ -60,6 +60,7 @@ class WordReader:
     pending: list[Heredoc]
     heredocs_read: int
     limit: int  # where the here-document body being read in place ends
+    dash: bool
     paren_match: dict[int, int]  # `(` -> its `)`, as arithmetic scans found them
     memo: dict[tuple[str, int], tuple[object, int]]
 
@@ -200,10 +201,13 @@ class WordReader:
             parts.append(self._substitution("$(", start))
         elif following == "{":
             parts.append(self._braced(start, in_quotes))
-        elif following == "'" and not in_quotes:
+        elif following == "'" and not in_quotes and not self.dash:
             match = _ANSI_BODY.match(text, start + 2)
             if match is None:
                 raise Unparseable(f"the $' quote at character {start + 1} is never closed")
+            if text.find("'", start + 2) != match.end() - 1:  # dash has no $'...': its quote ends earlier
+                raise Unparseable(f"the $'...' quote at character {start + 1} ends at a different place in bash "
+                                  "and in dash (an escaped quote inside it)")
             parts.append(Lit(decode_ansi_c(text[start + 2:match.end() - 1]), True))
             self.pos = match.end()
         elif following == '"' and not in_quotes:

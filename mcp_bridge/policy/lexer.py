@@ -42,7 +42,8 @@ class Token:
 
 
 class Lexer(WordReader):
-    def __init__(self, text: str, budget: Budget) -> None:
+    def __init__(self, text: str, budget: Budget, dash: bool = False) -> None:
+        self.dash = dash  # read as dash would: no $'...', [[, (( or function keyword
         self.text = text
         self.n = len(text)
         self.pos = 0
@@ -52,7 +53,7 @@ class Lexer(WordReader):
         self.memo: dict[tuple[str, int], tuple[object, int]] = {}
         self.limit = self.n
         self.paren_match: dict[int, int] = {}
-        self._lines: dict[tuple[bool, bool], dict[str, list[int]]] = {}
+        self._lines: dict[tuple[bool, str], dict[str, list[int]]] = {}
         self._line_ends: dict[tuple[bool, int], int] = {}
         self._peeked: Token | None = None
 
@@ -155,29 +156,37 @@ class Lexer(WordReader):
         self.heredocs_read += 1
 
     def _delimiter_line(self, heredoc: Heredoc, start: int) -> tuple[int, int]:
-        """(where the body ends, where reading goes on): the first line from ``start`` that is
-        the delimiter, within ``limit``; without one, the body runs to ``limit`` (bash warns).
+        """(where the body ends, where reading goes on): the first delimiter line from ``start``,
+        within ``limit``; without one, the body runs to ``limit`` (bash warns).
 
-        For an unquoted delimiter, bash compares lines joined across backslash-newlines (``EO\\``
-        + ``F`` ends a here-document for ``EOF``); dash compares the first physical line of each.
-        The earliest end any of these readings gives counts, so that nothing after it is taken
-        for data (where that end is earlier than both shells', more is checked as code than runs)."""
-        best: tuple[int, int] = (self.limit, self.limit)
-        for logical in (False, True) if not heredoc.quoted else (False,):
-            starts = self._line_index(heredoc.strip_tabs, logical).get(heredoc.delimiter, [])
-            found = bisect.bisect_left(starts, start)
-            if found < len(starts) and starts[found] < best[0]:
-                line_start = starts[found]
-                best = (line_start, min(self._line_ends[(logical, line_start)] + 1, self.limit))
-        return best
+        After a backslash-newline in an unquoted body, bash compares the joined line with the
+        delimiter and dash only its first physical line. Where the two end the body on different
+        lines, neither reading is safe to assume (text in an unquoted body still runs its
+        ``$(...)``), so the command cannot be decided."""
+        readings = ("joined", "first") if not heredoc.quoted else ("physical",)
+        ends = {self._first_delimiter(heredoc, start, reading) for reading in readings}
+        if len(ends) > 1:
+            raise Unparseable(f"the here-document ending in '{heredoc.delimiter}' ends on a different line in bash "
+                              "and in dash (a backslash before a newline)")
+        return ends.pop()
 
-    def _line_index(self, strip_tabs: bool, logical: bool) -> dict[str, list[int]]:
-        """Line text -> where such lines start, built once per text. ``logical`` lines are
-        joined across backslash-newlines."""
-        key = (strip_tabs, logical)
+    def _first_delimiter(self, heredoc: Heredoc, start: int, reading: str) -> tuple[int, int]:
+        starts = self._line_index(heredoc.strip_tabs, reading).get(heredoc.delimiter, [])
+        found = bisect.bisect_left(starts, start)
+        if found < len(starts) and starts[found] < self.limit:
+            line_start = starts[found]
+            return line_start, min(self._line_ends[(reading != "physical", line_start)] + 1, self.limit)
+        return self.limit, self.limit
+
+    def _line_index(self, strip_tabs: bool, reading: str) -> dict[str, list[int]]:
+        """Line text -> where such lines start, built once per text: every ``physical`` line, or
+        each logical line (joined across backslash-newlines) as bash (``joined``) or dash
+        (``first``: its first physical line) compares it."""
+        key = (strip_tabs, reading)
         if key not in self._lines:
             index: dict[str, list[int]] = {}
             text = self.text
+            logical = reading != "physical"
             position = 0
             while position <= self.n:
                 start = position
@@ -187,12 +196,12 @@ class Lexer(WordReader):
                     end = self.n if newline < 0 else newline
                     line = text[position:end]
                     if logical and newline >= 0 and (len(line) - len(line.rstrip("\\"))) % 2 == 1:
-                        pieces.append(line[:-1])
+                        pieces.append(line[:-1] if reading == "joined" else line)
                         position = newline + 1
                         continue
                     pieces.append(line)
                     break
-                content = "".join(pieces)
+                content = "".join(pieces) if reading == "joined" else pieces[0]
                 index.setdefault(content.lstrip("\t") if strip_tabs else content, []).append(start)
                 self._line_ends[(logical, start)] = end
                 if newline < 0:

@@ -41,12 +41,13 @@ from mcp_bridge.policy.syntax import (
 _COMPOUND = frozenset({"{", "if", "while", "until", "for", "select", "case", "[[", "function", "coproc"})
 _MISPLACED = frozenset({"}", "then", "else", "elif", "fi", "do", "done", "esac", "]]"})
 _CASE_ENDS = frozenset({";;", ";&", ";;&"})
+_BASH_ONLY = frozenset({"[[", "]]", "function", "select", "coproc"})  # plain words to dash
 _NONE: frozenset[str] = frozenset()
 
 
 class Parser(Lexer):
-    def __init__(self, text: str, budget: Budget) -> None:
-        super().__init__(text, budget)
+    def __init__(self, text: str, budget: Budget, dash: bool = False) -> None:
+        super().__init__(text, budget, dash)
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -65,7 +66,7 @@ class Parser(Lexer):
         return script
 
     def parse_text(self, text: str) -> Script:
-        return Parser(text, self.budget).parse_program()
+        return Parser(text, self.budget, self.dash).parse_program()
 
     # -- lists ------------------------------------------------------------------------------
 
@@ -141,16 +142,19 @@ class Parser(Lexer):
             if token.value != "(":
                 raise Unparseable(f"unexpected {token.describe()} at character {token.start + 1}")
             self._peeked = None
-            if self.text.startswith("((", token.start):
+            if self.text.startswith("((", token.start) and not self.dash:
                 arith = self.arithmetic(token.start, token.start + 2)
                 if arith is not None:
-                    return ArithCmd(arith, self._redirs())
+                    span = self.text[token.start:self.pos]
+                    return ArithCmd(arith, self._redirs(), dash_text=span)
             self.pos = token.start + 1
             with self.budget.nested("subshells"):
                 body = self.parse_script(stop_ops=(")",))
                 self._expect_op(")")
             return Group(body, True, self._redirs())
         literal = token.word.literal() if token.kind == "word" and token.word else None
+        if self.dash and literal in _BASH_ONLY:
+            return self._simple()
         if literal in _COMPOUND:
             with self.budget.nested(f"'{literal}' blocks"):
                 return self._compound(literal)
@@ -176,7 +180,7 @@ class Parser(Lexer):
         if keyword == "case":
             return self._case()
         if keyword == "[[":
-            return self._cond()
+            return self._cond(self.pos - 2)
         if keyword == "function":
             name = self._take_word("a function name")
             if (token := self.peek()).kind == "op" and token.value == "(":
@@ -297,7 +301,7 @@ class Parser(Lexer):
                 self.take()
         return Case(subject, arms, self._redirs())
 
-    def _cond(self) -> Cond:
+    def _cond(self, start: int) -> Cond:
         words: list[Word] = []
         while True:
             while self.pos < self.n and self.text[self.pos] in " \t\r\n":
@@ -308,7 +312,8 @@ class Parser(Lexer):
                 self.pos += 2
                 break
             words.append(self.read_word(cond=True))
-        return Cond(words, self._redirs())
+        span = self.text[start:self.pos]
+        return Cond(words, self._redirs(), dash_text=span)
 
     def _coproc(self) -> Coproc:
         token = self.peek()

@@ -143,16 +143,18 @@ class Case:
 
 @dataclass(slots=True)
 class Cond:
-    """``[[ ... ]]``: words only, nothing is run but their expansions."""
+    """``[[ ... ]]``: words only, nothing is run but their expansions (in bash; see ``dash_text``)."""
 
     words: list[Word]
     redirs: list[Redir] = field(default_factory=list)
+    dash_text: str = ""  # the same text, which dash (no [[) reads as ordinary commands
 
 
 @dataclass(slots=True)
 class ArithCmd:
     arith: Arith
     redirs: list[Redir] = field(default_factory=list)
+    dash_text: str = ""  # dash reads `((` as two subshells
 
 
 @dataclass(slots=True)
