@@ -87,6 +87,8 @@ WIDE = {
     "brace expansion": lambda n: "echo " + "{a,b}c " * n,
     "loops": lambda n: "for f in *.log; do gzip \"$f\"; done; " * n,
     "nested shells": lambda n: "bash -c 'echo a'; " * n,
+    "[[ ]] (also read as dash)": lambda n: "[[ -f a && -d b ]] && echo; " * n,
+    "(( )) (also read as dash)": lambda n: "(( i++ )); " * n,
 }
 
 

@@ -11,6 +11,12 @@ Every nested construct goes through :meth:`Budget.nested`, so nesting deeper tha
 Anything the parser does not understand raises :class:`Unparseable`; at the top level the
 commands read before the error are kept (:meth:`Parser.parse_program` fills a list as it
 goes), so ``rm -rf /; echo 'oops`` is still denied for the ``rm``.
+
+Commands may run under bash or under dash (``/bin/sh`` on Debian, which Ansible's shell module
+uses). The parser follows bash; where dash reads the same text with a different extent
+(``$'...'`` with an escaped quote, a here-document after a backslash-newline) it stops with
+:class:`Unparseable`, and ``dash=True`` reads ``[[ ]]``/``(( ))`` spans the way dash does so
+the walk can check that reading too.
 """
 
 from __future__ import annotations
