@@ -185,6 +185,9 @@ def absolute_danger(path: str) -> str | None:
     if path == "/":
         return "rm-root"
     first, *rest = path[1:].split("/")
+    if first.casefold() in ("home", "users") and rest and rest[0] and not wildcard_only(rest[0]) \
+            and all(wildcard_only(c) for c in rest[1:]):
+        return "rm-home"  # /home/alice is someone's whole home directory
     if not all(wildcard_only(c) for c in rest):
         return None  # deeper than a system directory, such as /var/tmp/build
     if wildcard_only(first):
