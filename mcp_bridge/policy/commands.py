@@ -44,10 +44,6 @@ class RuleContext(streams.Context):
                                   " ".join(a.show() for a in argv)[:200], "", skip_rules=skip_rules,
                                   top=False, cwd=self.cwd))
 
-    def nested_script(self, code: Arg, how: str) -> None:
-        if code.value is not None:
-            self.after.append(partial(self.walk.nested, code.value, self.state, how, cwd=self.cwd))
-
 
 class SimpleRunner:
     def __init__(self, walk: Walk) -> None:

@@ -61,9 +61,6 @@ class Context:
     def nested_argv(self, argv: list[Arg], skip_rules: bool = False) -> None:  # pragma: no cover - unused here
         raise NotImplementedError
 
-    def nested_script(self, code: Arg, how: str) -> None:  # pragma: no cover - unused here
-        raise NotImplementedError
-
 
 def note_written(walk: Walk, cwd: paths.Cwd, arg: Arg) -> None:
     if arg.value is not None and not arg.glob:

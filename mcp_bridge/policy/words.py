@@ -50,10 +50,6 @@ class Arg:
         return self.value if self.value is not None else self.raw
 
 
-def literal_arg(text: str) -> Arg:
-    return Arg(text, text)
-
-
 def dynamic_arg(raw: str, why: str, rule: str = "dynamic-target") -> Arg:
     return Arg(None, raw, why=why, rule=rule)
 
@@ -176,12 +172,6 @@ def _param_value(name: str, index: int, env: Env, pick: tuple[str, int] | None) 
 
 def param_names(word: Word) -> list[str]:
     return [part.name for part in word.parts if isinstance(part, Param) and part.plain]
-
-
-def static_text(word: Word, env: Env | None = None) -> str | None:
-    """The single static value of a word, or None."""
-    args = expand(word, env or Env())
-    return args[0].value if len(args) == 1 else None
 
 
 # -- brace expansion ------------------------------------------------------------------------
