@@ -198,13 +198,13 @@ def absolute_danger(path: str) -> str | None:
 def removal_verdict(place: Place, shown: str) -> Verdict | None:
     """Whether removing (recursively) what ``shown`` names is destructive or undecidable."""
     where = f"'{shown}'" + (f" ({place.path}; {place.note})" if place.note else
-                            (f" ({place.path})" if place.path != shown.rstrip("/") else ""))
+                            (f" ({place.path})" if place.path not in (shown, shown.rstrip("/")) else ""))
     if place.escape:
         return Verdict("confirm", "path-escape", f"{where}: {place.escape}")
     if place.kind == "abs":
         rule = absolute_danger(place.path)
         if rule:
-            return Verdict("deny", rule, f"{where} is {_naming(rule, place.path)}")
+            return Verdict("deny", rule, f"{where}, which is {_naming(rule, place.path)}")
         if place.dotdot and _system_match(place.path[1:].split("/")[0]):
             return Verdict("confirm", "path-escape",
                            f"{where} uses '..' inside a system directory, where a symlink can take it elsewhere")
@@ -218,12 +218,13 @@ def removal_verdict(place: Place, shown: str) -> Verdict | None:
                                f"{_naming(homes[0], '/home')} for the usual home directories")
             return Verdict("confirm", "path-escape", f"{where} climbs out of the home directory with '..'")
         rule = absolute_danger(place.path)
-        return Verdict("deny", rule, f"{where} is {_naming(rule, place.path)}") if rule else None
+        return Verdict("deny", rule, f"{where}, which is {_naming(rule, place.path)}") if rule else None
     parts = place.path.split("/")
     if place.kind == "start":
         if all(p == "." or wildcard_only(p) for p in parts):
             return Verdict("confirm", "dynamic-target",
-                           f"{where} is everything in the directory the command starts in, only known at run time")
+                           f"{where}, which is everything in the directory the command starts in (only known at "
+                           "run time)")
         if parts[0] == "..":
             rest = [p for p in parts if p != ".."]
             if not rest or all(wildcard_only(p) for p in rest):
@@ -232,7 +233,7 @@ def removal_verdict(place: Place, shown: str) -> Verdict | None:
     first = parts[0]
     if first in (".", "..") or wildcard_only(first) or _system_match(first):
         return Verdict("confirm", "dynamic-target",
-                       f"{where} is relative to a directory only known at run time (a cd to a computed path)")
+                       f"{where}, relative to a directory only known at run time (a cd to a computed path)")
     return None
 
 
@@ -253,7 +254,7 @@ def write_verdict(place: Place, shown: str, device_rule: str) -> Verdict | None:
         if place.path in POWER_FILES:
             return Verdict("deny", "power-state", f"writing {where} can reboot, halt or suspend the node")
         if is_device(place.path):
-            return Verdict("deny", device_rule, f"{where} is a device; writing it destroys what it holds")
+            return Verdict("deny", device_rule, f"{where}, a device, destroying what it holds")
         return None
     name = place.path.rsplit("/", 1)[-1]
     if place.kind == "unknown" and _DEVICE_NAME.match(name):

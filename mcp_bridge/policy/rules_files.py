@@ -156,10 +156,10 @@ def check_find(args: list[Arg], ctx: Context) -> Finding | None:
                 continue
             if verdict.decision == "deny":
                 if filtered:
-                    found.append(confirm("find-delete", f"find deletes the files it matches under {verdict.what}: "
+                    found.append(confirm("find-delete", f"find deletes the files its tests match in {verdict.what}: "
                                                         "how much that is cannot be known before it runs"))
                 else:
-                    found.append(deny("find-delete", f"find deletes everything under {verdict.what}"))
+                    found.append(deny("find-delete", f"find deletes everything in {verdict.what}"))
             elif not (filtered and verdict.rule == "dynamic-target"):
                 found.append(from_verdict(verdict, "find deletes below"))
     return worst(found)
