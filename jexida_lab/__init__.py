@@ -3,6 +3,8 @@
 Each node is its own container (its own network namespace) running sshd, published
 on its own loopback address (127.0.0.11:22, 127.0.0.12:22, ...). Root logs in with
 the lab's admin key only; there is no ``jexida`` user until the role creates it.
+With ``hidden=M``, M more nodes sit on a network only node 1 (the bastion) reaches
+(see jexida_lab.hidden).
 The CLI (``jexida lab``), the pytest fixtures and bench/ all use these functions.
 
 The lab is for trying and testing jexida on one machine: it needs podman and debootstrap.
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from jexida_lab import hidden as hidden_net
 from jexida_lab.image import IMAGE_NAME, NODE_START_SCRIPT, NODE_START_SCRIPT_FOREGROUND, ensure_image, image_ref
 from jexida_lab.podman import CONTAINERS_CONF, LabError, podman, podman_env
 from mcp_bridge.paths import state_dir
@@ -35,6 +38,7 @@ SSH_PORT = 22
 LABEL_LAB = "io.jexida.lab"
 LABEL_NODE = "io.jexida.node"
 LABEL_ADDRESS = "io.jexida.address"
+LABEL_VIA = hidden_net.LABEL_VIA
 
 
 def jexida_home() -> Path:
@@ -54,7 +58,8 @@ class LabNode:
     address: str
     port: int = SSH_PORT
     state: str = "missing"  # podman's state: running, exited, created, ... or missing
-    ssh: bool = False  # sshd answered on address:port
+    ssh: bool = False  # sshd answered on address:port (for a hidden node: asked from its bastion)
+    via: str | None = None  # a hidden node: the bastion node that reaches it
 
     @property
     def up(self) -> bool:
@@ -133,6 +138,14 @@ def _ssh_answers(address: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def _answers(node: LabNode, nodes: Sequence[LabNode]) -> bool:
+    """sshd greets: from the host, or for a hidden node from its bastion (the host cannot reach it)."""
+    if node.via is None:
+        return _ssh_answers(node.address, node.port)
+    bastion = next((n for n in nodes if n.name == node.via), None)
+    return bastion is not None and hidden_net.answers_via(bastion.container, node.address, node.port)
+
+
 def _address_in_use(address: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.3)
@@ -160,11 +173,12 @@ def status(name: str = "default") -> LabStatus:
                 container=str(names[0]) if names else "",
                 address=str(labels.get(LABEL_ADDRESS, "")),
                 state=str(container.get("State", "unknown")).lower(),
+                via=str(labels[LABEL_VIA]) if labels.get(LABEL_VIA) else None,
             )
         )
-    nodes.sort(key=lambda node: ipaddress.IPv4Address(node.address or "0.0.0.0"))
+    nodes.sort(key=lambda node: (node.via is not None, ipaddress.IPv4Address(node.address or "0.0.0.0")))
     with ThreadPoolExecutor(max_workers=16) as pool:
-        answers = list(pool.map(lambda n: n.state == "running" and _ssh_answers(n.address, n.port), nodes))
+        answers = list(pool.map(lambda n: n.state == "running" and _answers(n, nodes), nodes))
     for node, answered in zip(nodes, answers, strict=True):
         node.ssh = answered
     return LabStatus(
@@ -210,7 +224,7 @@ def _wait_for_ssh(nodes: Sequence[LabNode], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     pending = list(nodes)
     while pending and time.monotonic() < deadline:
-        pending = [node for node in pending if not _ssh_answers(node.address, node.port)]
+        pending = [node for node in pending if not _answers(node, nodes)]
         if pending:
             time.sleep(0.2)
     if pending:
@@ -225,9 +239,23 @@ def _host_key_line(node: LabNode) -> str:
 
 
 def write_inventory(lab: LabStatus) -> None:
-    """An inventory with the lab's admin access (root + admin key) that Ansible uses as is."""
-    hosts = {node.name: {"ansible_host": node.address, "ansible_port": node.port} for node in lab.nodes}
+    """An inventory with the lab's admin access (root + admin key) that Ansible uses as is.
+
+    A hidden node is reached through its bastion (as root, the hop the jexida inventory would
+    build) and carries ``jexida_via``, so the bootstrap playbook registers it with ``via``;
+    the bastion gets the role's jump option, limited to the hidden nodes' sshd.
+    """
+    hosts: dict[str, dict[str, object]] = {
+        node.name: {"ansible_host": node.address, "ansible_port": node.port} for node in lab.nodes}
     ssh_args = f"-o UserKnownHostsFile={lab.known_hosts} -o StrictHostKeyChecking=yes"
+    for node in lab.nodes:
+        if node.via and node.via in hosts:
+            hosts[node.name].update(jexida_via=node.via,
+                                    ansible_ssh_common_args=f"{ssh_args} {_admin_hop(lab, hosts[node.via], ssh_args)}")
+            bastion = hosts[node.via]
+            bastion["jexida_worker_allow_jump"] = True
+            bastion["jexida_worker_jump_permit_open"] = [
+                *bastion.get("jexida_worker_jump_permit_open", []), f"{node.address}:{node.port}"]  # type: ignore[list-item]
     inventory = {
         "all": {
             "vars": {
@@ -243,6 +271,16 @@ def write_inventory(lab: LabStatus) -> None:
                   + yaml.safe_dump(inventory, sort_keys=False))
 
 
+def _admin_hop(lab: LabStatus, bastion: dict[str, object], ssh_args: str) -> str:
+    # The shared composition (plugin_utils/jump.py), as root with the admin key. ControlPath=none:
+    # this file must not depend on the Ansible settings of whoever started the lab.
+    from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import jump_args
+
+    return jump_args({"name": "bastion", "host": bastion["ansible_host"], "port": bastion["ansible_port"],
+                      "user": "root", "vars": {"ansible_ssh_private_key_file": lab.admin_key,
+                                               "ansible_ssh_common_args": f"{ssh_args} -o ControlPath=none"}})
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -250,13 +288,16 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def up(name: str = "default", nodes: int = 3, base_address: str = DEFAULT_BASE_ADDRESS,
-       foreground_sshd: bool = False) -> LabStatus:
+       foreground_sshd: bool = False, hidden: int = 0) -> LabStatus:
     """Make the lab have exactly ``nodes`` running nodes. Running twice changes nothing.
 
     With ``foreground_sshd`` each node's sshd runs in the foreground as the container's main
-    process (PID 1's child), like many Ansible test targets: stopping sshd stops the node."""
+    process (PID 1's child), like many Ansible test targets: stopping sshd stops the node.
+    With ``hidden``, that many more nodes sit on a network only node 1 reaches (jexida_lab.hidden)."""
     if not 1 <= nodes <= 200:
         raise LabError(f"--nodes must be between 1 and 200, got {nodes}")
+    if not 0 <= hidden <= 50:
+        raise LabError(f"--hidden must be between 0 and 50, got {hidden}")
     state = ensure_private_dir(lab_dir(name))
     image = ensure_image()
     admin_key = ensure_admin_key(state)
@@ -264,8 +305,9 @@ def up(name: str = "default", nodes: int = 3, base_address: str = DEFAULT_BASE_A
 
     current = {node.name: node for node in status(name).nodes}
     wanted = {node_name(name, i): i for i in range(1, nodes + 1)}
+    hidden_wanted = {hidden_net.hidden_node_name(name, i): i for i in range(1, hidden + 1)}
     # Nodes beyond the wanted count go away; a node whose container stopped is restarted.
-    for extra in set(current) - set(wanted):
+    for extra in set(current) - set(wanted) - set(hidden_wanted):
         podman("rm", "-f", current[extra].container)
     taken = {str(c.get("Labels", {}).get(LABEL_ADDRESS)) for c in _lab_containers()}  # type: ignore[union-attr]
     missing = [n for n in wanted if n not in current]
@@ -276,8 +318,12 @@ def up(name: str = "default", nodes: int = 3, base_address: str = DEFAULT_BASE_A
             _start_node(name, index, next(addresses), image, admin_pub, foreground_sshd)
         elif node.state != "running":
             podman("start", node.container)
+    if hidden:
+        _up_hidden(name, hidden_wanted, current, image, admin_pub)
+    else:
+        hidden_net.remove_networks(name)  # a lab that had hidden nodes before (its containers went above)
     lab = status(name)
-    lab.nodes = [node for node in lab.nodes if node.name in wanted]
+    lab.nodes = [node for node in lab.nodes if node.name in wanted or node.name in hidden_wanted]
     _wait_for_ssh(lab.nodes)
     lines = [_host_key_line(node) for node in lab.nodes]
     _atomic_write(Path(lab.known_hosts), "\n".join(lines) + "\n")
@@ -285,14 +331,28 @@ def up(name: str = "default", nodes: int = 3, base_address: str = DEFAULT_BASE_A
     return status(name)
 
 
+def _up_hidden(name: str, wanted: dict[str, int], current: dict[str, LabNode], image: str, admin_pub: str) -> None:
+    network = hidden_net.ensure_network(name)
+    bastion = node_name(name, 1)
+    hidden_net.connect_bastion(container_name(name, 1), network)
+    for node_name_, index in wanted.items():
+        node = current.get(node_name_)
+        if node is None:
+            hidden_net.start_hidden(name, index, network, bastion, image, admin_pub)
+        elif node.state != "running":
+            podman("start", node.container)
+        hidden_net.fence(hidden_net.hidden_container(name, index), network)
+
+
 def down(name: str = "default") -> list[str]:
-    """Remove this lab's containers and state; other labs are left alone."""
+    """Remove this lab's containers, networks and state; other labs are left alone."""
     removed = []
     for container in _lab_containers(name):
         names = container.get("Names") or []
         assert isinstance(names, list)
         podman("rm", "-f", "-t", "0", str(names[0]))
         removed.append(str(names[0]))
+    hidden_net.remove_networks(name)
     shutil.rmtree(lab_dir(name), ignore_errors=True)
     return removed
 

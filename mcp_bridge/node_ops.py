@@ -142,8 +142,12 @@ class NodeOps:
         """Run jexida.cluster.bootstrap for one registered node through ansible-runner."""
         node = self.directory.get(name)
         intent = self._intent("provision", nodes=[name], dry_run=dry_run)
+        inventory = runner_inventory([node])
+        # The role's settings recorded at registration (folders, a bastion's jump option) and the
+        # bastion of a node behind one: a new run keeps them, and registers the node with `via` again.
+        inventory["all"]["hosts"][name].update(node.worker_vars, **({"jexida_via": node.via} if node.via else {}))
         outcome = execution.run_playbook(
-            playbook=str(BOOTSTRAP_PLAYBOOK), inventory=runner_inventory([node]), limit=name,
+            playbook=str(BOOTSTRAP_PLAYBOOK), inventory=inventory, limit=name,
             extravars={"jexida_registry": str(self.registry_path()), "jexida_tags": node.tags},
             check=dry_run,
         )

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,9 @@ class Node:
     connection_vars: dict[str, Any]  # the ansible_* vars Ansible would use for this host
     job_dir: str  # where the role put the node's job folders and logs
     log_dir: str
+    via: str | None = None  # the bastion this node is reached through (its hop is in connection_vars)
+    # The role's settings recorded for the node (jexida_worker_*): a new provision keeps them.
+    worker_vars: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reachable(self) -> bool:
@@ -160,6 +163,8 @@ def load_snapshot(source: str, *, use_cache: bool = False) -> Snapshot:
             connection_vars=connection_vars,
             job_dir=job_dir,
             log_dir=log_dir,
+            via=str(hostvars["jexida_via"]) if hostvars.get("jexida_via") else None,
+            worker_vars={k: _plain(v) for k, v in hostvars.items() if k.startswith("jexida_worker_")},
         )
     return Snapshot(nodes=nodes, taken_at=time.monotonic(), source=source, inventory=inventory)
 
@@ -203,15 +208,16 @@ class NodeDirectory:
             self._snapshot = None
 
     def probe(self, name: str) -> dict[str, Any]:
-        """Probe one node now, with the inventory plugin's own probe (one SSH round trip), and record it."""
+        """Probe one node now, with the inventory plugin's own probe (one SSH round trip), and record it.
+
+        A node behind a bastion goes through it (the hop is in its ssh args); if it does not
+        answer, the probe asks the bastion too, so the error says which hop failed."""
         node = self.get(name)
-        connection = {k: v for k, v in node.connection_vars.items()
-                      if k not in ("ansible_host", "ansible_port", "ansible_user")}
-        connection["jexida_worker_job_dir"] = node.job_dir
-        target = node_probe.target_for_node(
-            {"name": node.name, "host": node.host, "port": node.port, "user": node.user, "vars": connection},
-            node_probe.ansible_ssh_defaults(),
-        )
+        defaults = node_probe.ansible_ssh_defaults()
+        target = _probe_target(node, defaults)
+        bastion = self.snapshot().nodes.get(node.via) if node.via else None
+        if bastion is not None:
+            target = replace(target, jump=_probe_target(bastion, defaults))
         facts = node_probe.probe_node(target, node_probe.ProbeSettings())
         with self._lock:
             node.facts = {**node.facts, **{k: v for k, v in facts.items() if k != "load_group"}}
@@ -243,6 +249,14 @@ class NodeDirectory:
                 f"no node matches the pattern {pattern!r}; groups are: {', '.join(groups)}"
             )
         return hosts
+
+
+def _probe_target(node: Node, ssh_defaults: Mapping[str, Any]) -> Any:
+    connection = {k: v for k, v in node.connection_vars.items()
+                  if k not in ("ansible_host", "ansible_port", "ansible_user")}
+    connection["jexida_worker_job_dir"] = node.job_dir
+    return node_probe.target_for_node(
+        {"name": node.name, "host": node.host, "port": node.port, "user": node.user, "vars": connection}, ssh_defaults)
 
 
 def runner_inventory(nodes: Iterable[Node]) -> dict[str, Any]:

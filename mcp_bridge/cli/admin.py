@@ -88,7 +88,7 @@ def cmd_lab(args: argparse.Namespace, _: Any) -> int:
 
     if args.lab_command == "up":
         where = {"base_address": args.base_address} if args.base_address else {}
-        shown = lab.up(args.name, nodes=args.nodes, **where)
+        shown = lab.up(args.name, nodes=args.nodes, hidden=args.hidden, **where)
     elif args.lab_command == "status":
         shown = lab.status(args.name)
     else:
@@ -104,7 +104,8 @@ def cmd_lab(args: argparse.Namespace, _: Any) -> int:
         return 0 if healthy else 1
     print(f"lab {shown.name}: {len(shown.nodes)} node(s), image {shown.image}")
     print(f"inventory: {shown.inventory}")
-    rows = [(n.name, f"{n.address}:{n.port}", n.state, "up" if n.up else "DOWN", n.container) for n in shown.nodes]
+    rows = [(n.name, f"{n.address}:{n.port}" + (f" via {n.via}" if n.via else ""), n.state, "up" if n.up else "DOWN",
+             n.container) for n in shown.nodes]
     if rows:
         print_table(("NODE", "SSH", "CONTAINER STATE", "HEALTH", "CONTAINER"), rows)
     return 0 if healthy else 1
@@ -152,5 +153,7 @@ def register(sub: argparse._SubParsersAction, common: Callable[[argparse.Argumen
         if name == "up":
             p.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
             p.add_argument("--base-address", help="first loopback address to publish sshd on (default 127.0.0.11)")
+            p.add_argument("--hidden", type=int, default=0,
+                           help="nodes on a network only node 1 (a bastion) reaches (default 0)")
     lab_parser.set_defaults(func=cmd_lab)
     del common  # these commands take no --inventory

@@ -25,6 +25,13 @@ description:
     C(ansible_connection=local) run the script locally. No Ansible fact gathering happens.
   - A node whose C(host) does not resolve or answer is tried at each of its
     C(fallback_hosts) in order; the address that answered becomes C(ansible_host).
+  - "A node with C(via: <node>) is reached through that node (a bastion reached directly, over SSH;
+    no chains): the plugin appends C(-o ProxyCommand=ssh ... -W %h:%p <bastion>) to the node's
+    C(ansible_ssh_common_args) (or to the configured C(ssh_common_args)) and sets C(jexida_via). The hop
+    logs in as Ansible would to the bastion (its host, port, user, key, own ssh args: known_hosts), reusing
+    its ControlPersist master when up, so Ansible, the probe, the jexida bridge and bootstrap all go through
+    it. Not C(ProxyJump): its hop sees no C(-o) option of the command line, only ssh_config files. The
+    probe error of such a node says whether the bastion answered (C(bastion 'b1' is unreachable: ...))."
   - A node that cannot be probed (timeout, refused, authentication failure, garbage output)
     is listed with C(jexida_facts.reachable=false) and C(jexida_facts.error); the inventory
     never fails because of a node.
@@ -63,7 +70,7 @@ options:
   nodes:
     description:
       - Nodes written inline, in the node registry's format (C(name) required; C(host), C(port),
-        C(user), C(tags), C(active), C(vars), C(fallback_hosts)).
+        C(user), C(tags), C(active), C(vars), C(fallback_hosts), C(via)).
       - Merged with the nodes of O(nodes_file). A name present in both is an error, so each
         node is described in exactly one place.
     type: list
@@ -148,8 +155,8 @@ notes:
   - C(reachable) is V(null) for nodes that were not probed (inactive nodes, O(probe=false)).
   - The probe speaks SSH (C(ansible_connection) V(ssh), V(smart), V(paramiko)) or runs locally
     (V(local)). A node with any other connection plugin is listed as unreachable, with an C(error) saying so.
-  - A node's C(vars) may not set C(ansible_host), C(ansible_port) or C(ansible_user); use its
-    C(host), C(port) and C(user) fields.
+  - A node's C(vars) may not set C(ansible_host), C(ansible_port), C(ansible_user) or C(jexida_via); use its
+    C(host), C(port), C(user) and C(via) fields.
 """
 
 EXAMPLES = r"""
@@ -182,7 +189,6 @@ keyed_groups:
     default_value: unknown
 """
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -192,6 +198,8 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
     RegistryError,
+    check_via,
+    node_where,
     validate_document,
     validate_nodes,
 )
@@ -201,17 +209,17 @@ from ansible_collections.jexida.cluster.plugins.plugin_utils.facts import (
     empty_facts,
     merge_thresholds,
     node_groups,
+    reuse_cached,
 )
+from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import ViaError, apply_via, probe_targets
 from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import (
     ProbeSettings,
-    ProbeTarget,
     ansible_ssh_defaults,
     probe_nodes,
-    target_for_node,
 )
 from ansible_collections.jexida.cluster.plugins.plugin_utils.worker import default_job_dir
 
-CACHE_VERSION = 2  # 2: per-node job folders
+CACHE_VERSION = 3  # 2: per-node job folders; 3: the bastion in each target's signature
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -226,12 +234,17 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         super().parse(inventory, loader, path, cache=cache)
         self._load_config(path)
         nodes = self._load_nodes(path)
+        ssh_defaults = ansible_ssh_defaults()
+        try:
+            apply_via(nodes, self._render_vars, ssh_defaults, self._where)
+        except ViaError as exc:
+            raise AnsibleParserError(str(exc)) from exc
         try:
             thresholds = merge_thresholds(self.get_option("thresholds"))
         except ValueError as exc:
             raise AnsibleParserError(f"{path}: {exc}") from exc
         probing = bool(self.get_option("probe"))
-        facts = self._facts(nodes, path, cache) if probing else {}
+        facts = self._facts(nodes, path, cache, ssh_defaults) if probing else {}
         self._populate(nodes, facts, thresholds, probing)
 
     # -- configuration
@@ -264,12 +277,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return config
 
     def _load_nodes(self, path: str) -> list[dict[str, Any]]:
+        inline_source = f"{path} (nodes:)"
         try:
-            inline = validate_nodes(self.get_option("nodes") or [], f"{path} (nodes:)")
+            inline = validate_nodes(self.get_option("nodes") or [], inline_source)
         except RegistryError as exc:
             raise AnsibleParserError(str(exc)) from exc
         from_file: list[dict[str, Any]] = []
         nodes_file = self.get_option("nodes_file")
+        self._where: dict[str, str] = {node["name"]: node_where(inline_source, i, node)
+                                       for i, node in enumerate(inline, start=1)}
         if nodes_file:
             nodes_file = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(nodes_file))
             from_file = self._read_registry(nodes_file)
@@ -280,6 +296,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     f"{path}: node(s) {', '.join(repr(n) for n in clash)} are in both 'nodes' and "
                     f"'nodes_file' ({nodes_file}); describe each node in one place only"
                 )
+            self._where.update({n["name"]: node_where(nodes_file, i, n) for i, n in enumerate(from_file, start=1)})
+        try:
+            # Only here are all nodes known: a registry node may name an inline bastion, and back.
+            check_via([(inline_source, inline), *([(str(nodes_file), from_file)] if nodes_file else [])])
+        except RegistryError as exc:
+            raise AnsibleParserError(str(exc)) from exc
         return [*inline, *from_file]
 
     def _read_registry(self, nodes_file: str) -> list[dict[str, Any]]:
@@ -297,14 +319,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except RegistryError as exc:
             raise AnsibleParserError(str(exc)) from exc
 
-    def _settings(self) -> ProbeSettings:
+    def _settings(self, ssh_defaults: dict[str, Any]) -> ProbeSettings:
         return ProbeSettings(
             job_dir=str(self.get_option("job_dir") or default_job_dir()),
             connect_timeout=int(self.get_option("connect_timeout")),
             deadline=float(self.get_option("deadline")),
             retries=int(self.get_option("retries")),
             forks=int(self.get_option("forks")),
-            ssh_defaults=ansible_ssh_defaults(),
+            ssh_defaults=ssh_defaults,
         )
 
     def _render_vars(self, node: Mapping[str, Any]) -> dict[str, Any]:
@@ -323,30 +345,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     # -- facts, with the cache
 
-    def _facts(self, nodes: list[dict[str, Any]], path: str, cache: bool) -> dict[str, dict[str, Any]]:
-        settings = self._settings()
-        targets = {node["name"]: target_for_node(self._render_vars(node), settings.ssh_defaults)
-                   for node in nodes if node["active"]}
-        cache_on = bool(self.get_option("cache"))
-        cache_key = self.get_cache_key(path)
+    def _facts(self, nodes: list[dict[str, Any]], path: str, cache: bool,
+               ssh_defaults: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        settings = self._settings(ssh_defaults)
+        targets = probe_targets(nodes, self._render_vars, ssh_defaults)
         cached: Any = {}
+        cache_on, cache_key = bool(self.get_option("cache")), self.get_cache_key(path)
         if cache_on and cache:
             try:
                 cached = self._cache[cache_key]
             except KeyError:
                 cached = {}
-        fresh = isinstance(cached, Mapping) and cached.get("version") == CACHE_VERSION
-        entries = cached.get("nodes", {}) if fresh else {}
-
-        facts: dict[str, dict[str, Any]] = {}
-        to_probe: list[ProbeTarget] = []
-        for name, target in targets.items():
-            entry = entries.get(name) if isinstance(entries, Mapping) else None
-            # Through JSON, the signature's tuple comes back a list: compare as JSON.
-            if isinstance(entry, Mapping) and json.dumps(entry.get("target")) == json.dumps(target.signature()):
-                facts[name] = {**empty_facts(), **dict(entry.get("facts") or {})}
-            else:
-                to_probe.append(target)
+        facts, to_probe = reuse_cached(targets, cached, CACHE_VERSION)
         if to_probe:
             facts.update(probe_nodes(to_probe, settings))
         if cache_on and (to_probe or not cache):
@@ -379,6 +389,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.set_variable(name, "ansible_user", node["user"])
             self.inventory.set_variable(name, "jexida_tags", list(node["tags"]))
             self.inventory.set_variable(name, "jexida_active", node["active"])
+            if node.get("via"):
+                self.inventory.set_variable(name, "jexida_via", node["via"])
             self.inventory.set_variable(name, "jexida_facts", node_facts)
             for raw in node_groups(node, node_facts, probed=probing and node["active"]):
                 group = self._sanitize_group_name(raw)

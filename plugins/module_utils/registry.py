@@ -15,6 +15,11 @@ Shared by the ``jexida.cluster.jexida`` inventory plugin (which only reads it), 
         active: true          # default true
         vars: {}              # extra host vars, default {}
         fallback_hosts: []    # tried in order when host does not answer, default []
+        via: bastion1         # reached through this node (a jump host), default none
+
+``via`` names another node of the same inventory that is reached directly (one level: a
+bastion cannot itself have ``via``). The inventory plugin turns it into an ``ssh -W``
+ProxyCommand built from the bastion's own connection settings.
 
 Writers never lose each other's updates: every change re-reads the file under an
 exclusive ``flock`` on ``<path>.lock`` and replaces the file atomically.
@@ -27,7 +32,7 @@ import os
 import re
 import tempfile
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
 
@@ -43,7 +48,7 @@ except ImportError:
 else:
     YAML_IMPORT_ERROR = None
 
-NODE_KEYS: tuple[str, ...] = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts")
+NODE_KEYS: tuple[str, ...] = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts", "via")
 DEFAULT_USER = "jexida"
 DEFAULT_PORT = 22
 
@@ -59,6 +64,7 @@ RESERVED_VARS: dict[str, str] = {
     "jexida_tags": "set the node's 'tags' field instead",
     "jexida_active": "set the node's 'active' field instead",
     "jexida_facts": "it is filled in by the inventory plugin",
+    "jexida_via": "set the node's 'via' field instead",
 }
 
 HEADER = (
@@ -185,6 +191,18 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
             f"write it as 'fallback_hosts: [192.0.2.7]'"
         )
 
+    via = raw.get("via") or None  # "" clears it (an upsert keeps what None leaves out)
+    if via is not None and (not isinstance(via, str) or not _NAME_RE.match(via)):
+        raise RegistryError(
+            f"{where}: 'via' must be the name of another node (the bastion this node is reached through), "
+            f"got {_type_name(via)} {via!r}"
+        )
+    if via == name:
+        raise RegistryError(
+            f"{where}: 'via' names the node itself; a node cannot be its own bastion: "
+            f"remove 'via' or name the node it is reached through"
+        )
+
     # Keep the loader's own string objects (they may carry Ansible's trust tags).
     return {
         "name": name,
@@ -195,13 +213,46 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
         "active": active,
         "vars": dict(host_vars),
         "fallback_hosts": list(fallbacks),
+        **({"via": via} if via else {}),  # only when set: nodes without a bastion keep their old shape
     }
 
 
-def _where(source: str, index: int, raw: Any) -> str:
+def node_where(source: str, index: int, raw: Any) -> str:
     name = raw.get("name") if isinstance(raw, Mapping) else None
     label = f" ({name!r})" if isinstance(name, str) else ""
     return f"{source}: node #{index}{label}"
+
+
+def check_via(sources: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], *, complete: bool = True) -> None:
+    """Check every node's ``via`` against the others: (source, nodes) pairs, numbered per source.
+
+    ``complete``: the sources hold every node (the inventory plugin's merged view), so a
+    ``via`` naming no node is an error. A registry file alone may name a bastion written
+    inline in the inventory config, so its own checks are only about chains.
+    """
+    by_name = {node["name"]: node for _source, nodes in sources for node in nodes}
+    for source, nodes in sources:
+        for index, node in enumerate(nodes, start=1):
+            via = node.get("via")
+            if not via:
+                continue
+            bastion = by_name.get(via)
+            if bastion is None:
+                if complete:
+                    known = ", ".join(sorted(by_name)) or "none"
+                    raise RegistryError(
+                        f"{node_where(source, index, node)}: 'via' names {via!r}, which is not a node of this "
+                        f"inventory (nodes: {known}); add the bastion as a node, or fix the name"
+                    )
+                continue
+            if bastion.get("via"):
+                # One level only: a nested ProxyCommand would need its own quoting and %-escaping per
+                # level, and a failure could not be pinned on one hop.
+                raise RegistryError(
+                    f"{node_where(source, index, node)}: 'via' names {via!r}, which is itself reached via "
+                    f"{bastion['via']!r}; chains of bastions are not supported: make {via!r} reachable "
+                    f"directly, or reach this node through {bastion['via']!r}"
+                )
 
 
 def validate_nodes(raw_list: Any, source: str) -> list[dict[str, Any]]:
@@ -216,14 +267,15 @@ def validate_nodes(raw_list: Any, source: str) -> list[dict[str, Any]]:
     nodes: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_list, start=1):
-        node = normalize_node(raw, _where(source, index, raw))
+        node = normalize_node(raw, node_where(source, index, raw))
         if node["name"] in seen:
             raise RegistryError(
-                f"{_where(source, index, raw)}: duplicate name, node #{seen[node['name']]} has it too; "
+                f"{node_where(source, index, raw)}: duplicate name, node #{seen[node['name']]} has it too; "
                 f"names must be unique: rename or remove one of them"
             )
         seen[node["name"]] = index
         nodes.append(node)
+    check_via([(source, nodes)], complete=False)
     return nodes
 
 
@@ -272,7 +324,7 @@ if yaml is not None:
 
 def dump_registry(nodes: list[dict[str, Any]]) -> str:
     """The registry file's text for ``nodes`` (header, document start, one entry per node)."""
-    plain = [{key: node[key] for key in NODE_KEYS} for node in nodes]
+    plain = [{key: node[key] for key in NODE_KEYS if key in node} for node in nodes]
     body = yaml.dump({"nodes": plain}, Dumper=_IndentedDumper, sort_keys=False,
                      default_flow_style=False, allow_unicode=True)
     return HEADER + "---\n" + body
@@ -344,6 +396,7 @@ def upsert_node(path: str, node: Mapping[str, Any], *, dry_run: bool = False) ->
             nodes.append(updated)
         else:
             nodes[index] = updated
+        check_via([(path, nodes)], complete=False)
         if not dry_run:
             _atomic_write(path, dump_registry(nodes))
         return True, updated
@@ -359,6 +412,12 @@ def remove_node(path: str, name: str, *, dry_run: bool = False) -> bool:
         kept = [node for node in nodes if node["name"] != name]
         if len(kept) == len(nodes):
             return False
+        behind = sorted(node["name"] for node in kept if node.get("via") == name)
+        if behind:
+            raise RegistryError(
+                f"{path}: node {name!r} is the bastion of {', '.join(repr(n) for n in behind)} ('via: {name}'); "
+                f"remove those nodes or change their 'via' first"
+            )
         if not dry_run:
             _atomic_write(path, dump_registry(kept))
         return True

@@ -78,6 +78,13 @@ options:
       - Addresses tried in order when O(host) does not resolve or answer. Defaults to V([]) for a new node.
     type: list
     elements: str
+  via:
+    description:
+      - The name of the node (a bastion) this node is reached through; the inventory plugin turns it into
+        an C(ssh -W) ProxyCommand built from the bastion's own connection settings.
+      - The bastion must be another node of the inventory, itself reached directly (no chains).
+      - An empty string removes it. Left out, the stored value stays (none for a new node).
+    type: str
   state:
     description:
       - V(present) adds or updates the node, V(absent) removes it.
@@ -95,6 +102,14 @@ EXAMPLES = r"""
     port: "{{ ansible_port | default(22) }}"
     tags: [build, gpu]
     fallback_hosts: [192.0.2.7]
+  delegate_to: localhost
+
+- name: Register a worker that only the node bastion1 can reach
+  jexida.cluster.node_registry:
+    path: inventory/nodes.yml
+    name: gpu7
+    host: 10.20.0.7
+    via: bastion1
   delegate_to: localhost
 
 - name: Take a node out of rotation without forgetting it
@@ -117,6 +132,7 @@ node:
   description:
     - The node as stored after the change, with defaults filled in.
     - For O(state=absent), the node that was removed, or V(null) when there was none.
+    - C(via) is there only for a node reached through a bastion.
   returned: always
   type: dict
   sample:
@@ -128,6 +144,7 @@ node:
     active: true
     vars: {}
     fallback_hosts: [192.0.2.7]
+    via: bastion1
 """
 
 from typing import Any
@@ -141,7 +158,7 @@ from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
     upsert_node,
 )
 
-NODE_OPTIONS = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts")
+NODE_OPTIONS = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts", "via")
 
 
 def _stored(path: str, name: str) -> dict[str, Any] | None:
@@ -160,6 +177,7 @@ def main() -> None:
             "active": {"type": "bool"},
             "vars": {"type": "dict"},
             "fallback_hosts": {"type": "list", "elements": "str"},
+            "via": {"type": "str"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         },
         supports_check_mode=True,

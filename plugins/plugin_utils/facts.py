@@ -9,6 +9,7 @@ three can never disagree.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Mapping
@@ -248,3 +249,23 @@ def node_groups(node: Mapping[str, Any], facts: Mapping[str, Any] | None, probed
     if health == "available":
         groups.append("available")
     return groups
+
+
+def reuse_cached(targets: Mapping[str, Any], cached: Any, version: int) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+    """Split probe targets by the inventory cache: ({name: cached facts}, [targets to probe]).
+
+    A cached entry counts only for the same cache ``version`` and the same target signature
+    (address, port, user, connection, job folder, bastion): anything else is probed again.
+    """
+    fresh = isinstance(cached, Mapping) and cached.get("version") == version
+    entries = cached.get("nodes", {}) if fresh else {}
+    facts: dict[str, dict[str, Any]] = {}
+    to_probe: list[Any] = []
+    for name, target in targets.items():
+        entry = entries.get(name) if isinstance(entries, Mapping) else None
+        # Through JSON, the signature's tuples come back as lists: compare as JSON.
+        if isinstance(entry, Mapping) and json.dumps(entry.get("target")) == json.dumps(target.signature()):
+            facts[name] = {**empty_facts(), **dict(entry.get("facts") or {})}
+        else:
+            to_probe.append(target)
+    return facts, to_probe

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import shlex
 import signal
 import subprocess
@@ -80,10 +81,14 @@ class ProbeTarget:
     control_path_dir: str = DEFAULT_CONTROL_PATH_DIR
     control_path_template: str | None = None
     job_dir: str | None = None  # the node's own (host var jexida_worker_job_dir), else the probe's
+    # The bastion of a node with `via` (its ProxyCommand is already in common_args): used only to
+    # say why the node did not answer, and in the signature (another bastion: probe again).
+    jump: ProbeTarget | None = None
 
     def signature(self) -> list[Any]:
         """What the cached facts depend on: a change means probe again."""
-        return [list(self.addresses), self.port, self.user, self.local, self.unsupported, self.job_dir]
+        return [list(self.addresses), self.port, self.user, self.local, self.unsupported, self.job_dir,
+                self.jump.signature() if self.jump else None]
 
 
 @dataclass
@@ -188,42 +193,107 @@ def ssh_command(target: ProbeTarget, address: str, connect_timeout: int = 2) -> 
     return [*argv, address, "/bin/sh -s"]
 
 
+# What ssh says when its ProxyCommand ended before the node's greeting: the hop's own
+# lines above it say why, so those are the reason.
+_PROXY_CLOSED = re.compile(r"^(kex_exchange_identification: )?connection closed by (unknown port 65535|remote host)",
+                           re.IGNORECASE)
+
+
 def ssh_error_reason(stderr: str, returncode: int | None) -> str:
-    """The line of ssh's stderr that says what went wrong."""
+    """The line of ssh's stderr that says what went wrong (through a bastion: the hop's lines)."""
     lines = [line.strip() for line in (stderr or "").splitlines()
              if line.strip() and not line.lstrip().startswith(("Warning:", "debug"))]
+    hop = [line for line in lines if not _PROXY_CLOSED.match(line)]
+    if hop and len(hop) < len(lines):
+        return "; ".join(dict.fromkeys(hop))[-300:]
     if lines:
         return lines[-1][:300]
     return f"ssh exited with rc {returncode} and no message"
+
+
+def explain_jump_failure(reason: str, bastion: str, bastion_facts: Mapping[str, Any] | None) -> str:
+    """A node behind ``bastion`` did not answer: say whether the bastion itself did."""
+    if bastion_facts is not None and bastion_facts.get("reachable") is False:
+        return f"bastion {bastion!r} is unreachable: {bastion_facts.get('error') or 'no answer'}"
+    if bastion_facts is not None and bastion_facts.get("reachable"):
+        hint = ""
+        if any(word in reason.lower() for word in ("administratively prohibited", "stdio forwarding", "open refused")):
+            hint = (f"; {bastion!r} refuses to forward for this user: bootstrap it with "
+                    f"jexida_worker_allow_jump=true (and the node's address:port in jexida_worker_jump_permit_open, "
+                    f"if that list is set)")
+        return f"{reason} (through bastion {bastion!r}, which answers){hint}"
+    return f"{reason} (through bastion {bastion!r})"
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# After ssh exits, how long to keep reading what it wrote before it ended.
+_DRAIN_S = 0.2
+
+
 def _run(argv: list[str], stdin: bytes, timeout: float) -> tuple[int, bytes, bytes]:
     """Run argv in its own process group; at the timeout the whole group is killed.
 
     Killing only ssh is not enough: a ProxyCommand (or anything else it started) would keep
-    the pipes open and the read would wait for it. A ControlPersist master is not affected:
-    it daemonizes into a session of its own.
+    the pipes open and the read would wait for it. For the same reason the output is read
+    until ssh exits, not until EOF: when this ssh becomes a ControlPersist master through a
+    bastion, the master (a session of its own) keeps its ProxyCommand, and that hop holds
+    ssh's stderr open for as long as the master lives. Ansible's ssh connection reads the
+    same way.
     """
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
+    if proc.stdin is None or proc.stdout is None or proc.stderr is None:  # PIPE above: never None
+        raise RuntimeError("subprocess pipes missing")
+    deadline = time.monotonic() + timeout
+    out: list[bytes] = []
+    err: list[bytes] = []
+    sinks = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     try:
-        stdout, stderr = proc.communicate(stdin, timeout=timeout)
+        with suppress(BrokenPipeError):
+            proc.stdin.write(stdin)  # a few KiB: fits in the pipe, so this never blocks
+            proc.stdin.close()
+        exited_at: float | None = None
+        with selectors.DefaultSelector() as selector:
+            for fd in sinks:
+                selector.register(fd, selectors.EVENT_READ)
+            while selector.get_map():
+                now = time.monotonic()
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at > _DRAIN_S:
+                    break
+                if exited_at is None and now >= deadline:
+                    raise subprocess.TimeoutExpired(argv, timeout)
+                for key, _events in selector.select(timeout=0.05):
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        sinks[key.fd].append(data)
+                    else:
+                        selector.unregister(key.fd)
+        returncode = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        proc.wait()
         raise
-    return proc.returncode, stdout, stderr
+    finally:
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            with suppress(OSError):
+                pipe.close()
+    return returncode, b"".join(out), b"".join(err)
 
 
-def probe_node(target: ProbeTarget, settings: ProbeSettings, deadline_at: float | None = None) -> dict[str, Any]:
+def probe_node(target: ProbeTarget, settings: ProbeSettings, deadline_at: float | None = None,
+               explain_jump: bool = True) -> dict[str, Any]:
     """Probe one node (ssh, or locally for local connections); never raises.
 
-    Returns a full ``jexida_facts`` dict without ``load_group``.
+    Returns a full ``jexida_facts`` dict without ``load_group``. A node behind a bastion that
+    does not answer gets the bastion probed too (within the deadline), so the error says
+    which hop failed; ``explain_jump=False`` leaves that to the caller (probe_nodes, which
+    probes the bastion anyway).
     """
     started = time.monotonic()
     deadline_at = deadline_at if deadline_at is not None else started + settings.deadline
@@ -271,6 +341,9 @@ def probe_node(target: ProbeTarget, settings: ProbeSettings, deadline_at: float 
         if not _NO_ANSWER.search(reason):
             break
     facts.update(error="; ".join(failures) or "not probed", probe_ms=int((time.monotonic() - started) * 1000))
+    if target.jump is not None and explain_jump:
+        bastion = probe_node(target.jump, settings, deadline_at) if time.monotonic() < deadline_at else None
+        facts["error"] = explain_jump_failure(facts["error"], target.jump.name, bastion)
     return facts
 
 
@@ -283,7 +356,7 @@ def probe_nodes(targets: Sequence[ProbeTarget], settings: ProbeSettings | None =
     results: dict[str, dict[str, Any]] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(settings.forks, len(targets))),
                             thread_name_prefix="jexida-probe") as pool:
-        futures = {target.name: pool.submit(probe_node, target, settings, deadline_at) for target in targets}
+        futures = {target.name: pool.submit(probe_node, target, settings, deadline_at, False) for target in targets}
         for name, future in futures.items():
             try:
                 # Every probe ends by itself at the deadline (subprocess timeout); this is a backstop.
@@ -292,4 +365,15 @@ def probe_nodes(targets: Sequence[ProbeTarget], settings: ProbeSettings | None =
                 facts = empty_facts()
                 facts.update(reachable=False, probed_at=_now(), error=f"probe failed: {exc or type(exc).__name__}")
                 results[name] = facts
+    # A node behind a bastion that did not answer: say which hop failed, from the bastion's own
+    # probe in this round (or one now, for a bastion that is not probed itself, such as an inactive one).
+    extra: dict[str, dict[str, Any]] = {}  # bastions probed only for this: not part of the answer
+    for target in targets:
+        facts = results[target.name]
+        if target.jump is None or facts.get("reachable"):
+            continue
+        bastion = results.get(target.jump.name) or extra.get(target.jump.name)
+        if bastion is None and time.monotonic() < deadline_at:
+            bastion = extra[target.jump.name] = probe_node(target.jump, settings, deadline_at)
+        facts["error"] = explain_jump_failure(str(facts.get("error")), target.jump.name, bastion)
     return results

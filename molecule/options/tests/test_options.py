@@ -17,6 +17,19 @@ def test_key_restricted_to_source_addresses_and_deduplicated(host):
     assert lines[0].startswith('from="192.0.2.10,198.51.100.0/24",')
 
 
+def test_bastion_lets_the_worker_jump_to_the_listed_destination_only(host):
+    worker = host.check_output("/usr/sbin/sshd -T -C user=builder,host=controller,addr=127.0.0.1")
+    assert "allowtcpforwarding local" in worker and "permitopen 192.0.2.50:22" in worker
+    assert "allowagentforwarding no" in worker and "x11forwarding no" in worker and "permittunnel no" in worker
+    assert "allowstreamlocalforwarding no" in worker
+    keys = host.file("/home/builder/.ssh/authorized_keys").content_string
+    key_lines = [line for line in keys.splitlines() if line and not line.startswith("#")]
+    assert "no-port-forwarding" not in key_lines[0] and "no-agent-forwarding" in key_lines[0]
+    # Other accounts keep sshd's own defaults.
+    root = host.check_output("/usr/sbin/sshd -T -C user=root,host=controller,addr=127.0.0.1")
+    assert "permitopen any" in root
+
+
 def test_sudo_scoped_to_the_listed_commands(host):
     sudoers = host.file("/etc/sudoers.d/jexida-worker")
     assert sudoers.mode == 0o440 and sudoers.user == "root"
