@@ -93,6 +93,7 @@ class NodeInfo(BaseModel):
     health: Literal["available", "overloaded", "unreachable", "inactive", "unprobed"]
     groups: list[str]
     jobs_in_flight: int = Field(0, description="commands this bridge is running there now")
+    via: str | None = Field(None, description="the bastion node this node is reached through, if any")
     facts: NodeFacts
 
 

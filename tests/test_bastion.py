@@ -9,6 +9,7 @@ through the bastion with no code of its own, from the composed ssh args.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 import shlex
@@ -239,3 +240,22 @@ def test_jexida_provision_dry_run_through_the_bastion(bastion_lab: BastionLab, t
     assert bastion["Restrict the worker's SSH sessions (no passwords, no forwarding)"] == "ok", bastion
     assert bastion["Install the authorized keys"] == "ok", bastion
     assert (tmp_path / "nodes.yml").read_text() == before  # a dry run registers nothing
+
+
+def test_jexida_nodes_add_via_checks_the_bastion_and_shows_it(bastion_lab: BastionLab, tmp_path: Path) -> None:
+    config = _variant(bastion_lab, tmp_path)
+
+    def jexida(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(Path(sys.executable).parent / "jexida"), *argv, "--inventory", str(config)],
+                              capture_output=True, text=True, timeout=120, env=bridge_env(), check=False)
+
+    address = str(ipaddress.ip_address(bastion_lab.hidden.address) + 1)  # on the hidden network, unused
+    refused = jexida("nodes", "add", "extra", address, "--via", "no-such-bastion")
+    assert refused.returncode == 3 and "'via': unknown node 'no-such-bastion'" in refused.stderr, refused.stderr
+    assert "extra" not in (tmp_path / "nodes.yml").read_text()
+    added = jexida("nodes", "add", "extra", address, "--via", bastion_lab.bastion.name)
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(jexida("nodes", "show", "extra").stdout)
+    assert shown["via"] == bastion_lab.bastion.name and shown["facts"]["reachable"] is False
+    # The bastion answers but refuses this destination (not in its PermitOpen): the error says so.
+    assert f"through bastion '{bastion_lab.bastion.name}', which answers" in shown["facts"]["error"]

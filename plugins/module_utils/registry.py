@@ -15,11 +15,7 @@ Shared by the ``jexida.cluster.jexida`` inventory plugin (which only reads it), 
         active: true          # default true
         vars: {}              # extra host vars, default {}
         fallback_hosts: []    # tried in order when host does not answer, default []
-        via: bastion1         # reached through this node (a jump host), default none
-
-``via`` names another node of the same inventory that is reached directly (one level: a
-bastion cannot itself have ``via``). The inventory plugin turns it into an ``ssh -W``
-ProxyCommand built from the bastion's own connection settings.
+        via: bastion1         # another node (reached directly) this one is reached through, default none
 
 Writers never lose each other's updates: every change re-reads the file under an
 exclusive ``flock`` on ``<path>.lock`` and replaces the file atomically.
@@ -193,15 +189,11 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
 
     via = raw.get("via") or None  # "" clears it (an upsert keeps what None leaves out)
     if via is not None and (not isinstance(via, str) or not _NAME_RE.match(via)):
-        raise RegistryError(
-            f"{where}: 'via' must be the name of another node (the bastion this node is reached through), "
-            f"got {_type_name(via)} {via!r}"
-        )
+        raise RegistryError(f"{where}: 'via' must be the name of another node (the bastion this node is reached "
+                            f"through), got {_type_name(via)} {via!r}")
     if via == name:
-        raise RegistryError(
-            f"{where}: 'via' names the node itself; a node cannot be its own bastion: "
-            f"remove 'via' or name the node it is reached through"
-        )
+        raise RegistryError(f"{where}: 'via' names the node itself; a node cannot be its own bastion: "
+                            f"remove 'via' or name the node it is reached through")
 
     # Keep the loader's own string objects (they may carry Ansible's trust tags).
     return {
@@ -237,22 +229,16 @@ def check_via(sources: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], *, com
             if not via:
                 continue
             bastion = by_name.get(via)
-            if bastion is None:
-                if complete:
-                    known = ", ".join(sorted(by_name)) or "none"
-                    raise RegistryError(
-                        f"{node_where(source, index, node)}: 'via' names {via!r}, which is not a node of this "
-                        f"inventory (nodes: {known}); add the bastion as a node, or fix the name"
-                    )
-                continue
-            if bastion.get("via"):
+            if bastion is None and complete:
+                raise RegistryError(f"{node_where(source, index, node)}: 'via' names {via!r}, which is not a node of "
+                                    f"this inventory (nodes: {', '.join(sorted(by_name))}); add the bastion as a "
+                                    f"node, or fix the name")
+            if bastion is not None and bastion.get("via"):
                 # One level only: a nested ProxyCommand would need its own quoting and %-escaping per
                 # level, and a failure could not be pinned on one hop.
-                raise RegistryError(
-                    f"{node_where(source, index, node)}: 'via' names {via!r}, which is itself reached via "
-                    f"{bastion['via']!r}; chains of bastions are not supported: make {via!r} reachable "
-                    f"directly, or reach this node through {bastion['via']!r}"
-                )
+                raise RegistryError(f"{node_where(source, index, node)}: 'via' names {via!r}, which is itself reached "
+                                    f"via {bastion['via']!r}; chains of bastions are not supported: make {via!r} "
+                                    f"reachable directly, or reach this node through {bastion['via']!r}")
 
 
 def validate_nodes(raw_list: Any, source: str) -> list[dict[str, Any]]:
