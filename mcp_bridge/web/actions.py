@@ -27,7 +27,7 @@ def routes(web: Web) -> list[Route]:
         session = web.session(request)
         assert session is not None  # action() let the request in
         if outcome.ok:
-            session.checks[name] = {**outcome.body, "checked_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+            session.checks[name] = {**outcome.body, "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if wants_json(request):
             body = session.checks[name] if outcome.ok else outcome.body
             return JSONResponse(body, status_code=outcome.status)
