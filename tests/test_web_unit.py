@@ -20,6 +20,8 @@ from mcp_bridge.core import BridgeConfig, Cluster
 from mcp_bridge.server import build_server, web_parts
 from mcp_bridge.server.http import http_app
 from mcp_bridge.web import is_page, openapi
+from mcp_bridge.web.live import event
+from mcp_bridge.web.pages import audit_rows, tail_lines
 from mcp_bridge.web.session import Sessions, cookie_name, safe_next
 
 TOKEN = "unit-test-token-123"
@@ -326,3 +328,27 @@ def test_a_broken_inventory_is_an_error_page_not_a_crash(app: App) -> None:
     _login(app)
     page = app.client.get("/")
     assert page.status_code == 400 and "missing.jexida.yml does not exist" in page.text
+
+
+# --- small pieces the pages stand on ------------------------------------------------------------
+
+def test_tail_lines_reads_across_blocks(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    assert tail_lines(log, 5) == []
+    log.write_text("".join(f"line {i}\n" for i in range(1000)))
+    assert tail_lines(log, 3, block=7) == ["line 997", "line 998", "line 999"]
+    assert tail_lines(log, 2000, block=100) == [f"line {i}" for i in range(1000)]
+
+
+def test_audit_rows_are_newest_first_and_survive_a_bad_line() -> None:
+    rows = audit_rows(['{"ts": "t1", "face": "cli", "action": "command", "rc": 0, "mac": "m", "prev": "p"}',
+                       "not json", '{"ts": "t2", "face": "http-api", "action": "check", "nodes": ["n1"]}'])
+    assert [r["ts"] for r in rows] == ["t2", None, "t1"]
+    assert rows[1]["raw"] == "not json" and rows[0]["raw"] is None
+    assert rows[2]["rest"] == "rc=0", "the chain's own fields are not details"
+
+
+def test_server_sent_events_carry_the_offset_to_resume_from() -> None:
+    text = event("output", {"data": "a\nb\n", "offset": 4}, 4)
+    assert text == 'id: 4\nevent: output\ndata: {"data": "a\\nb\\n", "offset": 4}\n\n'
+    assert event("end", {}) == "event: end\ndata: {}\n\n"

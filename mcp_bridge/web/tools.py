@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 _NOT_FOUND = re.compile(r"^unknown (node|job) ")
 
 
+def not_found(message: str) -> bool:
+    """Whether a user error's message says that the named node or job does not exist."""
+    return bool(_NOT_FOUND.match(message))
+
+
 @dataclass
 class ToolOutcome:
     """An HTTP status and the JSON body for one tool call."""
@@ -78,7 +83,7 @@ async def call_tool(server: MCPServer, name: str, arguments: dict[str, Any], fac
         return ToolOutcome(500, {"error": f"tool {name} wanted an answer from a person, which HTTP cannot give"})
     if result.is_error:
         message = _text(result)
-        return ToolOutcome(404 if _NOT_FOUND.match(message) else 400, {"error": message})
+        return ToolOutcome(404 if not_found(message) else 400, {"error": message})
     data = result.structured_content
     if isinstance(data, dict) and data.get("status") == "rejected":
         # The policy (or its on_unsure fallback) refused the command: nothing ran. Same result, and a 4xx.
