@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from pathlib import Path
 
@@ -27,7 +28,7 @@ async def test_the_command_and_its_output_sit_in_a_private_folder(worker_lab: Wo
         seen.append(listing.stdout)
 
     async with bridge_client(lab_config) as client, anyio.create_task_group() as tasks:
-        tasks.start_soon(structured, client, "offload_to", **{"command": command, "node_id": node.name})
+        tasks.start_soon(functools.partial(structured, client, "offload_to", command=command, node_id=node.name))
         await anyio.sleep(2.5)
         await anyio.to_thread.run_sync(look)
     lines = [line.split() for line in seen[0].splitlines() if line.strip()]
