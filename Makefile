@@ -47,7 +47,7 @@ molecule: image
 
 # pytest exits 5 when a selection holds no test: that is not a failure here.
 pytest: image
-	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	$(TEST_ENV) $(BIN)/pytest --durations=12 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests selected"; rc=0; fi; exit $$rc
 
 # Every test step, then a check that none of them changed a tracked file or wrote into the

@@ -32,29 +32,21 @@ IMAGE_SUITE = "bookworm"
 # Bump when the recipe below changes: the tag is derived from it, so a stale image is rebuilt.
 IMAGE_RECIPE_VERSION = "4"
 
-# sshd is started as a daemon (so the role can restart it like on a real server) and the
-# container's main process is `sleep infinity`, which obeys SIGTERM under --init.
-NODE_START_SCRIPT = r"""
+# Each node's start: its host keys, root's key from the lab, then sshd. sshd runs as a daemon
+# (so the role can reload it like on a real server) and the container's main process is
+# `sleep infinity`, which obeys SIGTERM under --init.
+_NODE_SETUP = r"""
 set -e
 test -f /etc/ssh/ssh_host_ed25519_key || ssh-keygen -A >/dev/null
 mkdir -p /run/sshd /root/.ssh
 chmod 700 /root/.ssh
 printf '%s\n' "$JEXIDA_ADMIN_KEY" > /root/.ssh/authorized_keys
 chmod 600 /root/.ssh/authorized_keys
-/usr/sbin/sshd
-exec sleep infinity
 """
+NODE_START_SCRIPT = _NODE_SETUP + "/usr/sbin/sshd\nexec sleep infinity\n"
 # The same node with sshd as the container's main process: a restart of sshd would end the
 # container (the role must reload, not restart). Not part of the image recipe: it is the run command.
-NODE_START_SCRIPT_FOREGROUND = r"""
-set -e
-test -f /etc/ssh/ssh_host_ed25519_key || ssh-keygen -A >/dev/null
-mkdir -p /run/sshd /root/.ssh
-chmod 700 /root/.ssh
-printf '%s\n' "$JEXIDA_ADMIN_KEY" > /root/.ssh/authorized_keys
-chmod 600 /root/.ssh/authorized_keys
-exec /usr/sbin/sshd -D -e
-"""
+NODE_START_SCRIPT_FOREGROUND = _NODE_SETUP + "exec /usr/sbin/sshd -D -e\n"
 
 SSHD_FRESH_SERVER_CONFIG = """\
 # Like a new cloud server: root by key only, no passwords.
@@ -63,7 +55,6 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UseDNS no
 """
-
 
 
 def image_ref() -> str:

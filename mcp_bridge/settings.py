@@ -27,6 +27,13 @@ MAX_JOB_LIST_LIMIT = 1000
 HTTP_HOST = "127.0.0.1"
 HTTP_PORT = 8765
 
+# --- the web dashboard (same server, same token) ------------------------------------------
+SESSION_MAX_AGE_S = 12 * 3600  # a dashboard login lasts this long
+MAX_SESSIONS = 200  # logins kept at once; the oldest is dropped first
+LOGIN_FAILURE_DELAY_S = 1.0  # a wrong token waits this long for its answer (slows guessing)
+AUDIT_PAGE_LINES = 100  # the audit page shows the latest lines
+JOB_TAIL_LINES = 200  # the job page shows the end of the output, then follows it
+
 # --- execution ----------------------------------------------------------------------------
 MAX_PARALLEL_RUNS = 16  # concurrent ansible-runner processes one bridge starts
 CONTROLLER_GRACE_S = 30  # beyond a command's own timeout before the controller kills Ansible

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import mcp_types as types
 import yaml
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -43,8 +44,8 @@ def bootstrap(status: lab.LabStatus, registry: Path) -> None:
         hosts[node.name]["jexida_tags"] = tags
     admin_inventory = registry.parent / "admin-inventory.yml"
     admin_inventory.write_text(yaml.safe_dump(inventory))
-    print(f"   ansible-playbook -i {admin_inventory} playbooks/bootstrap.yml -e jexida_registry={registry}")
-    proc = run(["ansible-playbook", "-i", str(admin_inventory), "playbooks/bootstrap.yml",
+    print(f"   ansible-playbook -i {admin_inventory} jexida.cluster.bootstrap -e jexida_registry={registry}")
+    proc = run(["ansible-playbook", "-i", str(admin_inventory), "jexida.cluster.bootstrap",
                 "-e", f"jexida_registry={registry}"])
     for line in proc.stdout.splitlines():
         if '"msg": "' in line or line.startswith(tuple(n.name for n in status.nodes)):
@@ -57,7 +58,13 @@ def bootstrap(status: lab.LabStatus, registry: Path) -> None:
 async def agent_session(config: Path) -> None:
     params = StdioServerParameters(command=str(BIN / "jexida"), args=["serve", "--inventory", str(config)],
                                    env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+    async def a_person(context: object, params: types.ElicitRequestParams) -> types.ElicitResult:
+        """The person at the client: shown the question, says yes."""
+        print("   [elicitation] " + params.message.replace("\n", "\n   [elicitation] ") + "\n   [person] yes")
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    async with stdio_client(params) as (read, write), ClientSession(read, write,
+                                                                    elicitation_callback=a_person) as session:
         await session.initialize()
         tools = (await session.list_tools()).tools
         print(f"   {len(tools)} tools: {', '.join(t.name for t in tools)}")
@@ -82,6 +89,10 @@ async def agent_session(config: Path) -> None:
 
         rejected = (await session.call_tool("cluster_bash", {"command": "rm -rf /"})).structured_content or {}
         print(f"   cluster_bash('rm -rf /') -> {rejected['status']} by rule {rejected['rule']}")
+        unsure = (await session.call_tool("cluster_bash", {"command": "$(printf echo) asked-first"})
+                  ).structured_content or {}
+        print(f"   cluster_bash('$(printf echo) asked-first') -> the person was asked; {unsure['status']}: "
+              f"{unsure['stdout'].strip()}")
         failed = (await session.call_tool("cluster_bash", {"command": "exit 3"})).structured_content or {}
         print(f"   cluster_bash('exit 3') -> ok={failed['ok']} status={failed['status']} rc={failed['rc']}")
 

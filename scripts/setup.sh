@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(podman runc catatonit debootstrap openssh-client pssh clustershell)
+# chromium: the browser the dashboard tests drive through Playwright (its own browser download
+# cannot work here, and would be a second browser to keep up to date).
+APT_PACKAGES=(podman runc catatonit debootstrap openssh-client pssh clustershell chromium)
 VENV=.venv
 # Only for molecule's podman driver; jexida.cluster itself comes from the venv (below).
 COLLECTIONS=.cache/collections/ansible_collections

@@ -237,7 +237,7 @@ class JobManager:
         sizes = {"stdout_bytes": int(state.get("stdout_bytes") or 0),
                  "stderr_bytes": int(state.get("stderr_bytes") or 0)}
         if kind == "running":
-            self._update(job_id, status="running", error=None, last_line=state.get("last_line") or "", **sizes)
+            self._update(job_id, status="running", last_line=state.get("last_line") or "", **sizes)
         elif kind == "exited":
             rc = int(state["rc"])
             status = "timeout" if state.get("timed_out") else ("succeeded" if rc == 0 else "failed")
@@ -251,7 +251,11 @@ class JobManager:
             self._lose(row, f"the job's folder {node.job_dir}/{job_id} is missing on {node.name}")
 
     def _collect(self, node: Node, job_id: str, **fields: Any) -> None:
-        """Store the capped output (head + tail) with the final state; the full log stays on the node."""
+        """Store the capped output (head + tail) with the final state; the full log stays on the node.
+
+        The monitor and a caller's get_job/wait may see the end at the same time: one collects."""
+        if not self.store.claim_collection(job_id):
+            return
         cap = min(self.cluster.config.settings.output_cap, execution.MAX_EVENT_RES // 6)
         outcome = self._shell(node, scripts.collect(node.job_dir, node.log_dir, job_id, cap))
         result = outcome.hosts.get(node.name)

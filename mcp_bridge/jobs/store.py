@@ -34,6 +34,9 @@ class JobStore:
         self._local = threading.local()
         with self.db() as db:
             db.executescript(_SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "collecting" not in columns:  # records made by version 0.1
+                db.execute("ALTER TABLE jobs ADD COLUMN collecting INTEGER NOT NULL DEFAULT 0")
 
     @contextmanager
     def db(self) -> Iterator[sqlite3.Connection]:
@@ -56,6 +59,12 @@ class JobStore:
         sets = ", ".join(f"{key} = ?" for key in fields)
         with self.db() as db:
             db.execute(f"UPDATE jobs SET {sets} WHERE job_id = ?", (*fields.values(), job_id))
+
+    def claim_collection(self, job_id: str) -> bool:
+        """True for exactly one caller (thread or process) per ended job: the one that collects it."""
+        with self.db() as db:
+            return db.execute("UPDATE jobs SET collecting = 1 WHERE job_id = ? AND status = 'running' "
+                              "AND collecting = 0", (job_id,)).rowcount == 1
 
     def get(self, job_id: str) -> sqlite3.Row:
         with self.db() as db:

@@ -80,6 +80,8 @@ def serve(inventory: str | None, http: bool = False, host: str = settings.HTTP_H
     shown = next(iter(sorted(names)))
     where = f"http://{shown}:{port}"
     print(f"jexida: serving MCP on {where}/mcp (Host must be one of: {', '.join(sorted(names))})", file=sys.stderr)
+    print(f"jexida: dashboard on {where}/ (log in with the token), HTTP API on {where}/api/tools/<tool>",
+          file=sys.stderr)
     if made:
         print(f"jexida: made a new token in {cluster.config.home}/http_token", file=sys.stderr)
     config = {"type": "http", "url": f"{where}/mcp", "headers": {"Authorization": f"Bearer {token}"}}

@@ -68,7 +68,8 @@ def ask(cluster: Cluster, commands: Sequence[str], where: str, ctx: Context | No
     lines = [f"The command policy wants your yes before running this on {where}:"]
     for command, decision in unsure:
         lines.append(f"  command: {command}")
-        lines.append(f"  why: {decision.reason} (rule {decision.rule})")
+        rule = f" (rule {decision.rule})" if decision.rule and decision.rule not in decision.reason else ""
+        lines.append(f"  why: {decision.reason}{rule}")
     return Elicit("\n".join(lines), Confirm)
 
 
