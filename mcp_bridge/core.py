@@ -26,7 +26,7 @@ from mcp_bridge.config import BridgeConfig
 from mcp_bridge.errors import JexidaError
 from mcp_bridge.gate import Approval, Verdict
 from mcp_bridge.node_ops import NodeOps
-from mcp_bridge.nodes import Node, NodeDirectory, NodeError, runner_inventory
+from mcp_bridge.nodes import Node, NodeDirectory, NodeError
 from mcp_bridge.policy import CommandPolicy, PolicyDecision
 
 # The face a call comes through, when it differs from the bridge's own (the HTTP API inside an MCP
@@ -218,7 +218,7 @@ class Cluster(NodeOps):
         run = NodeRun(node.name, execution.new_run_id())
         with self._runs, self.in_flight.hold(node.name), self._tracking(call, [run]):
             outcome = execution.run_shell(
-                inventory=runner_inventory([node]), host_pattern=node.name, command=command,
+                nodes={node.name: node.connection_vars}, command=command,
                 timeout_s=timeout_s, output_cap=self.config.settings.output_cap, run_id=run.run_id,
                 give_up=lambda: call.canceled_for(settings.CANCEL_GRACE_S),
             )
@@ -246,6 +246,8 @@ class Cluster(NodeOps):
         if result is None:  # Ansible ended before the host reported (killed, bad inventory)
             status = "canceled" if canceled else ("timeout" if outcome.runner_status == "timeout" else "failed")
             message = f"ansible-runner ended with status {outcome.runner_status} and no result for {node.name}"
+            if outcome.error:
+                message = f"{message}: {outcome.error}"
             return models.CommandResult(node=node.name, command=command, ok=False, status=status,
                                         duration_ms=outcome.duration_ms, message=message, routing=routing_info)
         message = ""
@@ -384,7 +386,7 @@ class Cluster(NodeOps):
             with (self._runs, self.in_flight.hold(*names),
                   self._tracking(call, [NodeRun(name, run_id) for name in names])):
                 outcome = execution.run_shell(
-                    inventory=runner_inventory(nodes), host_pattern="all", command=command,
+                    nodes={node.name: node.connection_vars for node in nodes}, command=command,
                     timeout_s=timeout_s, output_cap=self.config.settings.output_cap, run_id=run_id,
                     on_host=lambda host, r: call.report(next(done), len(nodes), f"{host}: {r.status}"),
                     give_up=lambda: call.canceled_for(settings.CANCEL_GRACE_S),
