@@ -89,7 +89,50 @@ class PolicySource:
 
 
 def _node_view(node: Node) -> routing.NodeView:
-    return routing.NodeView(name=node.name, active=node.active, tags=tuple(node.tags), facts=node.facts)
+    return routing.NodeView(name=node.name, active=node.active, tags=tuple(node.tags), facts=node.facts,
+                            local=str(node.connection_vars.get("ansible_connection", "")) == "local")
+
+
+class LightCommands:
+    """The light-command list: the inventory config's ``light_commands`` (read again when the file
+    changes), else settings.LIGHT_COMMANDS; ``light_commands: []`` turns light routing off.
+
+    It lives in the inventory config because it is about placement among that inventory's nodes
+    (it needs a node there on a local connection), like the plugin's load thresholds; the policy
+    file only decides whether a command may run at all."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._programs: frozenset[str] = frozenset(settings.LIGHT_COMMANDS)
+
+    def current(self) -> frozenset[str]:
+        try:
+            info = self.path.stat()
+        except OSError:
+            return frozenset(settings.LIGHT_COMMANDS)  # the inventory itself reports a missing file
+        stamp = (info.st_mtime, info.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                self._programs = self._read()
+                self._stamp = stamp
+            return self._programs
+
+    def _read(self) -> frozenset[str]:
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return frozenset(settings.LIGHT_COMMANDS)  # the inventory reports what is wrong with the file
+        value = data.get("light_commands") if isinstance(data, dict) else None
+        if value is None:
+            return frozenset(settings.LIGHT_COMMANDS)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BridgeError(f"{self.path}: light_commands must be a list of program names ([] turns light "
+                              f"routing off), got {value!r}")
+        return frozenset(value)
 
 
 def _routing_model(decision: routing.RoutingDecision) -> models.Routing:
@@ -107,6 +150,7 @@ class Cluster(NodeOps):
         self.config = config
         self.directory = NodeDirectory(config.inventory, ttl_s=config.settings.facts_ttl_s)
         self._policy_source = PolicySource(config.policy_file)
+        self.light_commands = LightCommands(config.inventory)
         self.audit = AuditLog(config.home / "audit.jsonl")
         self.in_flight = InFlight()
         self._runs = threading.BoundedSemaphore(settings.MAX_PARALLEL_RUNS)
@@ -288,7 +332,8 @@ class Cluster(NodeOps):
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
         tried: list[str] = []
         while True:
-            decision = routing.choose_node(requirements, self.views(), self.busy())
+            decision = routing.choose_for_command(command, requirements, self.views(), self.busy(),
+                                                  self.light_commands.current())
             info = _routing_model(decision)
             if tried:
                 info.reason = f"{info.reason} (after {', '.join(tried)} turned out unreachable)"

@@ -139,10 +139,13 @@ async def test_a_canceled_call_stops_the_command_on_the_node(worker_lab: WorkerL
         with anyio.move_on_after(6) as scope:
             await client.call_tool("offload_to", {"command": f"{marker}; echo never", "node_id": node.name})
         assert scope.cancelled_caught
+        # Await, never block, from here: the client's writer task sends the cancellation to the bridge
+        # only when this event loop runs (blocking here held the notification back for the whole loop).
+        await anyio.sleep(0.5)
         running = as_jexida(worker_lab, node, f"pgrep -f '^{marker}$' || true").stdout.split()
         deadline = time.monotonic() + 10
         while running and time.monotonic() < deadline:
-            time.sleep(0.5)
+            await anyio.sleep(0.5)
             running = as_jexida(worker_lab, node, f"pgrep -f '^{marker}$' || true").stdout.split()
         after = await structured(client, "offload_to", command="echo still-serving", node_id=node.name)
     assert running == [], f"{marker} still runs on {node.name}: {running}"
