@@ -163,6 +163,8 @@ class JobManager:
                 if self._pending[node.name] <= 0:
                     del self._pending[node.name]
         self.cluster._outcome(intent, "submit", nodes=[node.name], job_id=job_id, status="running")
+        if wait_s <= 0:  # the start just said it runs (with its pid): a poll now would only say it again
+            return self.result(job_id)
         return self.wait(job_id, wait_s, on_progress, call)
 
     def wait(self, job_id: str, wait_s: float, on_progress: Callable[[JobInfo], None] | None = None,
