@@ -75,6 +75,17 @@ class WarmAnsible:
             with self._lock:
                 self._ensure(envvars)
 
+    def _ensure(self, envvars: Mapping[str, str]) -> bool:
+        """Under the lock: True when a ready server serves ``envvars``. Never raises: the warm server is
+        only a shortcut, so whatever goes wrong here leaves the calls cold (and says so once)."""
+        try:
+            return self._ensure_running(envvars)
+        except Exception as exc:
+            print(f"jexida: the warm Ansible server cannot be used ({exc}): commands run cold",
+                  file=sys.stderr, flush=True)
+            self.usable = False
+            return False
+
     def runner_kwargs(self, envvars: Mapping[str, str], module: str, module_args: str,
                       host_pattern: str) -> dict[str, Any] | None:
         """ansible_runner.run arguments that send this call to the warm server, or None: run it cold."""
@@ -96,8 +107,8 @@ class WarmAnsible:
         return {"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "AD_HOC_COMMAND_ID": "1",
                 "JEXIDA_ANSIBLE_FORKSERVER": path, "JEXIDA_ANSIBLE_REAL": self.real}
 
-    def _ensure(self, envvars: Mapping[str, str]) -> bool:
-        """Under the lock: True when a ready server matches ``envvars``; else (re)start it if allowed."""
+    def _ensure_running(self, envvars: Mapping[str, str]) -> bool:
+        """True when a ready server matches ``envvars``; else (re)start it if allowed."""
         key = projection({**os.environ, **envvars})
         alive = self._proc is not None and self._proc.poll() is None
         if alive and key == self._key:
@@ -137,6 +148,8 @@ class WarmAnsible:
 
     def _launch(self, envvars: Mapping[str, str], key: dict[str, str]) -> None:
         self._dir = tempfile.mkdtemp(prefix="jexida-warm-")  # 0700: the socket means "run Ansible as me"
+        if self._log_path:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self._log_path, "wb") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             # stdin is a pipe nobody writes to: when the bridge dies, however it dies, the server
