@@ -579,7 +579,8 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=50, help="lab size for the full run (default 50)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep-lab", action="store_true", help="leave the bench lab up afterwards")
-    parser.add_argument("--mitogen-venv", type=Path, help="a venv with mitogen: adds lever 3's rows (not adopted)")
+    parser.add_argument("--mitogen-venv", type=Path, default=os.environ.get("JEXIDA_BENCH_MITOGEN_VENV") or None,
+                        help="a venv with mitogen: adds lever 3's rows, not adopted (env JEXIDA_BENCH_MITOGEN_VENV)")
     args = parser.parse_args()
     count = 3 if args.quick else args.nodes
     runs = 3 if args.quick else max(args.runs, 5)
@@ -597,7 +598,7 @@ def main() -> int:
         if not args.quick:
             case_memory(report, bl)
         if args.mitogen_venv:
-            case_mitogen(report, bl, runs, args.mitogen_venv, [n for n in (10, 50) if n <= count])
+            case_mitogen(report, bl, runs, args.mitogen_venv, [n for n in (10, 50) if n <= count] or [count])
     finally:
         path = write_report(report, bl, runs, args.quick)
         print(f"\nbench: results in {path.relative_to(REPO_ROOT)}")

@@ -4,7 +4,7 @@ Every command the suite runs goes through here: one ad-hoc Ansible run per call 
 ``ansible_runner.run`` with the suite's ansible.cfg, in a private data folder of its own so
 concurrent calls never share runner files.
 
-How a command travels (each step measured in bench/, see SPEED_README_SECTION.md):
+How a command travels (each step measured in bench/, see the README's performance section):
 
 - The node-side script (execution_scripts.py) is a host variable of the per-call inventory,
   never part of a command line on the controller, so its size is not limited by ``exec``.

@@ -176,3 +176,27 @@ def test_closing_stops_the_server(tmp_path: Path) -> None:
     server.close()
     assert pid is not None and not Path(f"/proc/{pid}").exists()
     assert socket_path is not None and not Path(socket_path).exists()
+
+
+def test_the_server_goes_with_the_bridge_even_when_it_is_killed(tmp_path: Path) -> None:
+    """No atexit runs on SIGKILL: the server notices the bridge's end on its stdin pipe."""
+    import subprocess
+
+    bridge = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from mcp_bridge import execution\n"
+         "warm = execution.start_warm()\n"
+         "while not warm.ready(): time.sleep(0.05)\n"
+         "print(warm.server_pid(), flush=True)\n"
+         "time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "JEXIDA_HOME": str(tmp_path)})
+    try:
+        server = int(bridge.stdout.readline())  # type: ignore[union-attr]
+        assert Path(f"/proc/{server}").exists()
+    finally:
+        bridge.kill()
+        bridge.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{server}").exists() and _cmdline(Path(f"/proc/{server}")):
+        assert time.monotonic() < deadline, "the warm server outlived the bridge"
+        time.sleep(0.1)
