@@ -26,7 +26,7 @@ from mcp_bridge.config import BridgeConfig
 from mcp_bridge.errors import JexidaError
 from mcp_bridge.gate import Approval, Verdict
 from mcp_bridge.node_ops import NodeOps
-from mcp_bridge.nodes import Node, NodeDirectory, NodeError, runner_inventory
+from mcp_bridge.nodes import Node, NodeDirectory, NodeError
 from mcp_bridge.policy import CommandPolicy, PolicyDecision
 
 # The face a call comes through, when it differs from the bridge's own (the HTTP API inside an MCP
@@ -89,7 +89,50 @@ class PolicySource:
 
 
 def _node_view(node: Node) -> routing.NodeView:
-    return routing.NodeView(name=node.name, active=node.active, tags=tuple(node.tags), facts=node.facts)
+    return routing.NodeView(name=node.name, active=node.active, tags=tuple(node.tags), facts=node.facts,
+                            local=str(node.connection_vars.get("ansible_connection", "")) == "local")
+
+
+class LightCommands:
+    """The light-command list: the inventory config's ``light_commands`` (read again when the file
+    changes), else settings.LIGHT_COMMANDS; ``light_commands: []`` turns light routing off.
+
+    It lives in the inventory config because it is about placement among that inventory's nodes
+    (it needs a node there on a local connection), like the plugin's load thresholds; the policy
+    file only decides whether a command may run at all."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._programs: frozenset[str] = frozenset(settings.LIGHT_COMMANDS)
+
+    def current(self) -> frozenset[str]:
+        try:
+            info = self.path.stat()
+        except OSError:
+            return frozenset(settings.LIGHT_COMMANDS)  # the inventory itself reports a missing file
+        stamp = (info.st_mtime, info.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                self._programs = self._read()
+                self._stamp = stamp
+            return self._programs
+
+    def _read(self) -> frozenset[str]:
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return frozenset(settings.LIGHT_COMMANDS)  # the inventory reports what is wrong with the file
+        value = data.get("light_commands") if isinstance(data, dict) else None
+        if value is None:
+            return frozenset(settings.LIGHT_COMMANDS)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BridgeError(f"{self.path}: light_commands must be a list of program names ([] turns light "
+                              f"routing off), got {value!r}")
+        return frozenset(value)
 
 
 def _routing_model(decision: routing.RoutingDecision) -> models.Routing:
@@ -107,6 +150,7 @@ class Cluster(NodeOps):
         self.config = config
         self.directory = NodeDirectory(config.inventory, ttl_s=config.settings.facts_ttl_s)
         self._policy_source = PolicySource(config.policy_file)
+        self.light_commands = LightCommands(config.inventory)
         self.audit = AuditLog(config.home / "audit.jsonl")
         self.in_flight = InFlight()
         self._runs = threading.BoundedSemaphore(settings.MAX_PARALLEL_RUNS)
@@ -218,7 +262,7 @@ class Cluster(NodeOps):
         run = NodeRun(node.name, execution.new_run_id())
         with self._runs, self.in_flight.hold(node.name), self._tracking(call, [run]):
             outcome = execution.run_shell(
-                inventory=runner_inventory([node]), host_pattern=node.name, command=command,
+                nodes={node.name: node.connection_vars}, command=command,
                 timeout_s=timeout_s, output_cap=self.config.settings.output_cap, run_id=run.run_id,
                 give_up=lambda: call.canceled_for(settings.CANCEL_GRACE_S),
             )
@@ -246,6 +290,8 @@ class Cluster(NodeOps):
         if result is None:  # Ansible ended before the host reported (killed, bad inventory)
             status = "canceled" if canceled else ("timeout" if outcome.runner_status == "timeout" else "failed")
             message = f"ansible-runner ended with status {outcome.runner_status} and no result for {node.name}"
+            if outcome.error:
+                message = f"{message}: {outcome.error}"
             return models.CommandResult(node=node.name, command=command, ok=False, status=status,
                                         duration_ms=outcome.duration_ms, message=message, routing=routing_info)
         message = ""
@@ -286,7 +332,8 @@ class Cluster(NodeOps):
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
         tried: list[str] = []
         while True:
-            decision = routing.choose_node(requirements, self.views(), self.busy())
+            decision = routing.choose_for_command(command, requirements, self.views(), self.busy(),
+                                                  self.light_commands.current())
             info = _routing_model(decision)
             if tried:
                 info.reason = f"{info.reason} (after {', '.join(tried)} turned out unreachable)"
@@ -384,7 +431,7 @@ class Cluster(NodeOps):
             with (self._runs, self.in_flight.hold(*names),
                   self._tracking(call, [NodeRun(name, run_id) for name in names])):
                 outcome = execution.run_shell(
-                    inventory=runner_inventory(nodes), host_pattern="all", command=command,
+                    nodes={node.name: node.connection_vars for node in nodes}, command=command,
                     timeout_s=timeout_s, output_cap=self.config.settings.output_cap, run_id=run_id,
                     on_host=lambda host, r: call.report(next(done), len(nodes), f"{host}: {r.status}"),
                     give_up=lambda: call.canceled_for(settings.CANCEL_GRACE_S),

@@ -1,16 +1,30 @@
-"""Run Ansible modules on nodes through ansible-runner and turn its events into results.
+"""Run Ansible on nodes through ansible-runner and turn its events into results.
 
-Every command the suite runs goes through here: ad-hoc ``ansible.builtin.shell`` (or
-another module) via ``ansible_runner.run`` with the suite's ansible.cfg, in a private
-data folder of its own so concurrent calls never share runner files.
+Every command the suite runs goes through here: one ad-hoc Ansible run per call through
+``ansible_runner.run`` with the suite's ansible.cfg, in a private data folder of its own so
+concurrent calls never share runner files.
+
+How a command travels (each step measured in bench/, see the README's performance section):
+
+- The node-side script (execution_scripts.py) is a host variable of the per-call inventory,
+  never part of a command line on the controller, so its size is not limited by ``exec``.
+- ``ansible.builtin.raw`` runs it through ``/bin/sh``: no module, no Python on the node (the
+  shell module's AnsiballZ costs ~0.2 s per node and call). raw runs without a tty
+  (``ansible_ssh_use_tty: false``, a host var so it beats any other setting): with one, ssh
+  merges stderr into stdout and adds "Shared connection ... closed". What ssh prints before the
+  script starts is cut off at the script's begin marker.
+- A script too big for one argument (~100 kB, Linux's limit is 128 KiB per argument, and raw
+  passes it to ssh and the node's shell as one) goes through ``ansible.builtin.shell`` instead,
+  on the module's stdin: it travels inside the pipelined module, where no such limit applies.
+- Ansible itself is warm when the bridge started the warm server (mcp_bridge/warm/): the call
+  is handed to a pre-imported Ansible instead of starting and importing a new one.
 """
 
 from __future__ import annotations
 
-import base64
+import configparser
 import json
 import os
-import re
 import shutil
 import sys
 import threading
@@ -24,92 +38,28 @@ from typing import Any, Literal
 import ansible_runner
 
 from mcp_bridge import settings
+from mcp_bridge.execution_scripts import (
+    BEGIN_MARKER,
+    MAX_EVENT_RES,
+    META_MARKER,
+    encoded_script,
+    kill_script,
+    new_run_id,
+    wrap_command,
+)
 from mcp_bridge.paths import ANSIBLE_CFG, state_dir
+
+__all__ = ["MAX_EVENT_RES", "META_MARKER", "HostResult", "RunOutcome", "ansible_envvars", "encoded_script",
+           "kill_runs", "kill_script", "new_run_id", "run_module", "run_playbook", "run_shell", "run_shell_batch",
+           "run_snippet", "start_warm", "wrap_command"]
 
 HostStatus = Literal["succeeded", "failed", "timeout", "unreachable", "canceled"]
 
-MAX_EVENT_RES = 16 * 1024 * 1024
-META_MARKER = "__JEXIDA_META__"
-
-# Runs the user's command on the node. The command arrives base64-encoded (data, never
-# parsed by a shell on either side until the node's bash reads it from a file); its output
-# is spooled to files on the node and only head + tail come back, so neither the network
-# nor the bridge ever holds more than the cap. `timeout` kills the command's whole process
-# group on the node when the time is up.
-# The comments stay in the file; the node gets only the code.
-_WRAPPER = "\n".join(
-    line for line in (Path(__file__).parent / "run_wrapper.sh").read_text().splitlines() if not line.startswith("#")
-)
-
-
-def wrap_command(command: str, timeout_s: int, output_cap: int) -> str:
-    """The node-side script that runs ``command`` with a timeout and capped output."""
-    encoded = base64.b64encode(command.encode()).decode()
-    # Both streams twice (stdout and stdout_lines) must stay under what ansible-runner passes on.
-    cap = min(max(int(output_cap), 64), MAX_EVENT_RES // 6)
-    return (
-        _WRAPPER.replace("@B64@", encoded)
-        .replace("@T@", str(max(int(timeout_s), 0)))
-        .replace("@C@", str(cap))
-        .replace("@H@", str(cap // 2))
-        .replace("@M@", META_MARKER)
-    )
-
-
-# Every node-side script runs in a private folder of its run, named by the bridge, so that a
-# cancel can find the run's process (its pid file) and signal it the way a timeout does.
-_RUN_BASE = "${TMPDIR:-/tmp}/jexida-$(id -u)"
-_LAUNCHER = " ".join((
-    f"umask 077; b={_RUN_BASE};",
-    'mkdir -p "$b" && [ -O "$b" ] && [ ! -L "$b" ] || { echo "jexida: $b is not a private folder of this user" >&2;',
-    'exit 97; }; d="$b/@RID@";',
-    'if ! mkdir "$d" 2>/dev/null; then if [ -f "$d/canceled" ]; then rm -rf "$d";',
-    """printf '\\n@M@ {"rc": 143, "stdout_bytes": 0, "stderr_bytes": 0, "timed_out": 0, "canceled": 1}\\n' >&2;""",
-    'exit 143; fi; echo "jexida: run folder $d exists" >&2; exit 97; fi;',
-    '{ printf %s @B64@ | base64 -d 2>/dev/null || printf %s @B64@ | base64 -D; } > "$d/run.sh";',
-    'sh "$d/run.sh"; rc=$?; rm -rf "$d"; exit $rc',
-))
-
-# Stops runs by id: TERM to the pid the wrapper recorded (`timeout`, which passes it to the whole
-# process group, then KILL after 5 s). A run that has not started yet is marked so it never does;
-# such marks older than 10 minutes (runs that ended meanwhile) are cleared.
-_KILLER = " ".join((
-    f'b={_RUN_BASE}; [ -O "$b" ] && [ ! -L "$b" ] || exit 0;',
-    'find "$b" -mindepth 2 -maxdepth 2 -name canceled -mmin +10 2>/dev/null',
-    '| while read -r f; do rm -rf "${f%/*}"; done;',
-    'for r in @RIDS@; do d="$b/$r";',
-    'if mkdir "$d" 2>/dev/null; then : > "$d/canceled"; echo "prevented $r"; continue; fi;',
-    ': > "$d/canceled" 2>/dev/null; i=0;',
-    'while [ ! -s "$d/pid" ] && [ -d "$d" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done;',
-    'if [ -s "$d/pid" ] && kill -TERM "$(cat "$d/pid")" 2>/dev/null; then echo "stopped $r"; else echo "gone $r"; fi;',
-    "done",
-))
-_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
-def encoded_script(script: str, run_id: str | None = None) -> str:
-    """A shell line that runs ``script`` with sh on the node, in the private folder of run ``run_id``.
-
-    Ansible splits and templates ad-hoc module args; base64 leaves nothing for it to parse,
-    so quotes, braces and backslashes in the script reach the node exactly as written.
-    """
-    run_id = run_id or new_run_id()
-    if not _RUN_ID.match(run_id):
-        raise ValueError(f"bad run id {run_id!r}")
-    encoded = base64.b64encode(script.encode()).decode()
-    return _LAUNCHER.replace("@RID@", run_id).replace("@B64@", encoded).replace("@M@", META_MARKER)
-
-
-def kill_script(run_ids: Sequence[str]) -> str:
-    """A shell line that stops these runs on a node (see _KILLER); prints stopped/prevented/gone per run."""
-    bad = [r for r in run_ids if not _RUN_ID.match(r)]
-    if bad:
-        raise ValueError(f"bad run ids {bad!r}")
-    return _KILLER.replace("@RIDS@", " ".join(run_ids))
+# Bytes of a node-side line that raw may carry: it becomes ONE argument of ssh and of the node's
+# shell (Linux: 128 KiB per argument), and become wraps it once more. Above this, shell + stdin.
+RAW_SCRIPT_LIMIT = 96 * 1024
+RAW_ARGS = json.dumps({"_raw_params": "{{ jexida_script }}", "executable": "/bin/sh"})
+STDIN_ARGS = json.dumps({"_raw_params": "/bin/sh", "stdin": "{{ jexida_script }}"})
 
 
 @dataclass
@@ -134,10 +84,11 @@ class HostResult:
 @dataclass
 class RunOutcome:
     hosts: dict[str, HostResult]
-    runner_status: str  # ansible-runner's: successful, failed, timeout, canceled
+    runner_status: str  # ansible-runner's: successful, failed, timeout, canceled (error: it could not start)
     runner_rc: int | None
     duration_ms: int
     artifact_dir: str
+    error: str = ""  # why Ansible could not be started at all
 
 
 _pty_close_patched = False
@@ -182,11 +133,46 @@ def runner_root() -> Path:
 
 
 def _new_private_dir() -> Path:
-    """A private data folder of its own for one ansible-runner call (calls never share runner files)."""
+    """A private data folder of its own for one ansible-runner call (calls never share runner files).
+
+    It gets ansible-runner's settings file: with ``suppress_env_files`` the ``settings=``
+    argument is silently dropped (ansible-runner 2.4 reads only env/settings), and its default
+    poll interval (pexpect_timeout, 5 s) would make a timeout or a give-up act up to 5 s late.
+    """
     _ensure_ansible_on_path()
     private_dir = runner_root() / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     private_dir.mkdir(mode=0o700)
+    (private_dir / "env").mkdir(mode=0o700)
+    (private_dir / "env" / "settings").write_text(json.dumps({"pexpect_timeout": settings.RUNNER_POLL_S}))
     return private_dir
+
+
+_cfg_cache: dict[tuple[str, float], str] = {}
+
+
+def _host_key_checking(config: str) -> str:
+    """What `ansible` would use: ANSIBLE_HOST_KEY_CHECKING, else the ini's, else Ansible's default (on).
+
+    ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False whenever it is not set, which silently
+    overrides ``host_key_checking = true`` in ansible.cfg and makes ssh accept (and record) any
+    unknown host key. So the bridge always sets it, to the value Ansible itself would have used.
+    """
+    if "ANSIBLE_HOST_KEY_CHECKING" in os.environ:
+        return os.environ["ANSIBLE_HOST_KEY_CHECKING"]
+    try:
+        stamp = (config, os.stat(config).st_mtime)
+    except OSError:
+        return "True"
+    if stamp not in _cfg_cache:
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+        try:
+            parser.read(config)
+            value = parser.get("defaults", "host_key_checking", fallback="True").strip()
+        except configparser.Error:
+            value = "True"
+        _cfg_cache.clear()
+        _cfg_cache[stamp] = value
+    return _cfg_cache[stamp]
 
 
 def ansible_envvars() -> dict[str, str]:
@@ -194,15 +180,32 @@ def ansible_envvars() -> dict[str, str]:
 
     Collections (jexida.cluster included) come from the Python path of the venv's `ansible`.
     """
-    env = {
-        "ANSIBLE_CONFIG": os.environ.get("ANSIBLE_CONFIG") or str(ANSIBLE_CFG),
+    config = os.environ.get("ANSIBLE_CONFIG") or str(ANSIBLE_CFG)
+    return {
+        "ANSIBLE_CONFIG": config,
         "ANSIBLE_DEPRECATION_WARNINGS": "false",
         "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_HOST_KEY_CHECKING": _host_key_checking(config),
         # ansible-runner drops a result larger than this from its events (default 700 kB): a
         # capped command result (head + tail of both streams, and stdout_lines again) must fit.
         "MAX_EVENT_RES": str(MAX_EVENT_RES),
     }
-    return env
+
+
+_warm: Any = None
+
+
+def start_warm() -> Any:
+    """Start the warm Ansible for this process's calls (the long-running bridge does; a one-shot
+    CLI call would pay for a server it never reuses). Off with JEXIDA_WARM_ANSIBLE=0."""
+    global _warm
+    if os.environ.get(settings.WARM_ANSIBLE_ENV, "1").strip().lower() in settings.OFF_WORDS:
+        return None
+    from mcp_bridge import warm
+
+    _warm = warm.shared(log_path=state_dir() / "warm-ansible.log")
+    _warm.start(ansible_envvars())
+    return _warm
 
 
 _rotate_lock = threading.Lock()
@@ -228,18 +231,38 @@ _BULKY_RESULT_KEYS = frozenset(
 )
 
 
-def _host_result(event: str, host: str, res: Mapping[str, Any]) -> HostResult:
-    stdout = str(res.get("stdout", "") or "")
-    stderr = str(res.get("stderr", "") or "")
+def _framed(stderr: str) -> tuple[str, dict[str, Any], list[str]]:
+    """The script's own stderr, its META line, and what came around them (ssh's notes).
+
+    Before the begin marker: what ssh printed before the script ran. After the META line:
+    anything ssh printed when the session ended. Neither is the command's output."""
+    notes: list[str] = []
+    at = stderr.find(BEGIN_MARKER)
+    if at >= 0:
+        if stderr[:at].strip():
+            notes.append(stderr[:at].strip())
+        stderr = stderr[at + len(BEGIN_MARKER):]
+        stderr = stderr[2:] if stderr.startswith("\r\n") else stderr[1:] if stderr.startswith("\n") else stderr
     meta: dict[str, Any] = {}
     marker_at = stderr.rfind(META_MARKER)
     if marker_at >= 0:
+        line, _, after = stderr[marker_at + len(META_MARKER):].partition("\n")
         try:
-            meta = json.loads(stderr[marker_at + len(META_MARKER):].strip())
+            meta = json.loads(line.strip())
         except json.JSONDecodeError:
             meta = {}
-        stderr = stderr[:marker_at].rstrip("\n")
-    rc = res.get("rc")
+        if after.strip():
+            notes.append(after.strip())
+        stderr = stderr[:marker_at]
+    return stderr, meta, notes
+
+
+def _host_result(event: str, host: str, res: Mapping[str, Any]) -> HostResult:
+    # The shell module strips trailing newlines from both streams; raw does not: results are the same either way.
+    stdout = str(res.get("stdout", "") or "").rstrip("\r\n")
+    stderr, meta, notes = _framed(str(res.get("stderr", "") or ""))
+    stderr = stderr.rstrip("\r\n")
+    rc = meta.get("rc", res.get("rc"))  # META has the command's own code (the launcher turns 255 into 254)
     rc = int(rc) if isinstance(rc, int) else None
     if event == "runner_on_unreachable":
         status: HostStatus = "unreachable"
@@ -252,6 +275,9 @@ def _host_result(event: str, host: str, res: Mapping[str, Any]) -> HostResult:
     else:
         status = "failed"
     omitted = "[... jexida: "
+    result = {k: v for k, v in res.items() if k not in _BULKY_RESULT_KEYS}
+    if notes:
+        result["ssh_notes"] = "\n".join(notes)
     return HostResult(
         host=host,
         status=status,
@@ -263,7 +289,7 @@ def _host_result(event: str, host: str, res: Mapping[str, Any]) -> HostResult:
         stdout_bytes=int(meta.get("stdout_bytes", len(stdout.encode()))),
         stderr_bytes=int(meta.get("stderr_bytes", len(stderr.encode()))),
         changed=bool(res.get("changed", False)),
-        result={k: v for k, v in res.items() if k not in _BULKY_RESULT_KEYS},
+        result=result,
     )
 
 
@@ -297,22 +323,30 @@ def run_module(
                 on_host(host, results[host])
         return True
 
+    envvars = ansible_envvars()
+    how: dict[str, Any] = {"module": module, "module_args": module_args, "host_pattern": host_pattern,
+                           "envvars": envvars}
+    warm = _warm.runner_kwargs(envvars, module, module_args, host_pattern) if _warm is not None else None
+    if warm is not None:
+        how = warm  # ansible-runner starts the warm client instead of `ansible` (same command line)
     started = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=str(private_dir),
-        ident="run",
-        inventory=dict(inventory) if isinstance(inventory, Mapping) else inventory,
-        host_pattern=host_pattern,
-        module=module,
-        module_args=module_args,
-        forks=forks,
-        envvars=ansible_envvars(),
-        timeout=timeout_s,
-        quiet=True,
-        event_handler=on_event,
-        cancel_callback=give_up,
-        suppress_env_files=True,
-    )
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private_dir),
+            ident="run",
+            inventory=dict(inventory) if isinstance(inventory, Mapping) else inventory,
+            forks=forks,
+            timeout=timeout_s,
+            quiet=True,
+            event_handler=on_event,
+            cancel_callback=give_up,
+            suppress_env_files=True,
+            **how,
+        )
+    except OSError as exc:  # Ansible could not even be started: a result, not a crash of the call
+        return RunOutcome(hosts=results, runner_status="error", runner_rc=None,
+                          duration_ms=int((time.monotonic() - started) * 1000),
+                          artifact_dir=str(private_dir / "artifacts" / "run"), error=f"cannot start Ansible: {exc}")
     duration_ms = int((time.monotonic() - started) * 1000)
     if runner.status == "timeout":
         for host, result in results.items():
@@ -328,10 +362,43 @@ def run_module(
     )
 
 
+def _is_local(connection: Mapping[str, Any]) -> bool:
+    return str(connection.get("ansible_connection", "")) == "local"
+
+
+def run_scripts(
+    hosts: Mapping[str, tuple[Mapping[str, Any], str]],
+    *,
+    timeout_s: int | None,
+    on_host: Callable[[str, HostResult], None] | None = None,
+    give_up: Callable[[], bool] | None = None,
+) -> RunOutcome:
+    """Run a node-side line on each host (name -> (connection vars, line)), all in ONE Ansible run.
+
+    The line is the host variable ``jexida_script`` of the per-call inventory; names that share a
+    node are aliases of it and share its ControlPersist connection."""
+    inventory = {"all": {"hosts": {
+        # use_tty off as a host var: it beats the person's inventory and ANSIBLE_SSH_USETTY.
+        name: {**dict(connection), "ansible_ssh_use_tty": False, "jexida_script": line}
+        for name, (connection, line) in hosts.items()
+    }}}
+    module = os.environ.get(settings.NODE_MODULE_ENV, "raw").strip().lower()
+    fits = max((len(line.encode()) for _, line in hosts.values()), default=0) <= RAW_SCRIPT_LIMIT
+    if module == "raw" and fits:
+        name, args = "ansible.builtin.raw", RAW_ARGS
+    else:
+        name, args = "ansible.builtin.shell", STDIN_ARGS
+    return run_module(inventory=inventory, host_pattern="all", module=name, module_args=args, timeout_s=timeout_s,
+                      forks=max(1, len(hosts)), on_host=on_host, give_up=give_up)
+
+
+def _controller_timeout(timeout_s: int) -> int | None:
+    return timeout_s + settings.CONTROLLER_GRACE_S if timeout_s > 0 else None
+
+
 def run_shell(
     *,
-    inventory: str | Mapping[str, Any],
-    host_pattern: str,
+    nodes: Mapping[str, Mapping[str, Any]],
     command: str,
     timeout_s: int,
     output_cap: int,
@@ -339,20 +406,15 @@ def run_shell(
     on_host: Callable[[str, HostResult], None] | None = None,
     give_up: Callable[[], bool] | None = None,
 ) -> RunOutcome:
-    """Run a shell command on every host matching the pattern, stopped on the node at ``timeout_s``.
+    """Run a shell command on each node (name -> connection vars), stopped on the node at ``timeout_s``.
 
     ``run_id`` names the run's private folder on each node: kill_script() stops it by that name.
     """
     script = wrap_command(command, timeout_s, output_cap)
-    return run_module(
-        inventory=inventory,
-        host_pattern=host_pattern,
-        module="ansible.builtin.shell",
-        module_args=encoded_script(script, run_id),
-        timeout_s=timeout_s + settings.CONTROLLER_GRACE_S if timeout_s > 0 else None,
-        on_host=on_host,
-        give_up=give_up,
-    )
+    run_id = run_id or new_run_id()
+    hosts = {name: (connection, encoded_script(script, run_id, local=_is_local(connection)))
+             for name, connection in nodes.items()}
+    return run_scripts(hosts, timeout_s=_controller_timeout(timeout_s), on_host=on_host, give_up=give_up)
 
 
 def run_shell_batch(
@@ -366,34 +428,24 @@ def run_shell_batch(
     """Run a different command on each target in ONE Ansible run; results keyed by target name.
 
     Each target is (name, connection vars, command, run id). Targets on the same node become
-    host aliases sharing its ControlPersist connection; the per-host script is a host variable
-    the module args template picks up, so one Ansible start serves the whole batch.
+    host aliases sharing its ControlPersist connection, so one Ansible start serves the batch.
     """
-    hosts = {
-        name: {**dict(connection), "jexida_script": encoded_script(wrap_command(command, timeout_s, output_cap),
-                                                                  run_id)}
-        for name, connection, command, run_id in targets
-    }
-    return run_module(
-        inventory={"all": {"hosts": hosts}},
-        host_pattern="all",
-        module="ansible.builtin.shell",
-        # JSON args: a bare "{{ ... }}" would itself be taken for JSON by the ad-hoc CLI.
-        module_args=json.dumps({"cmd": "{{ jexida_script }}"}),
-        timeout_s=timeout_s + settings.CONTROLLER_GRACE_S if timeout_s > 0 else None,
-        forks=max(1, len(hosts)),
-        on_host=on_host,
-        give_up=give_up,
-    )
+    hosts = {name: (connection, encoded_script(wrap_command(command, timeout_s, output_cap), run_id,
+                                               local=_is_local(connection)))
+             for name, connection, command, run_id in targets}
+    return run_scripts(hosts, timeout_s=_controller_timeout(timeout_s), on_host=on_host, give_up=give_up)
+
+
+def run_snippet(name: str, connection: Mapping[str, Any], script: str) -> RunOutcome:
+    """Run a short node-side sh script (the jobs' start/poll/read/cancel) on one node."""
+    line = encoded_script(script, local=_is_local(connection))
+    return run_scripts({name: (connection, line)}, timeout_s=settings.NODE_SNIPPET_TIMEOUT_S)
 
 
 def kill_runs(targets: Mapping[str, tuple[Mapping[str, Any], Sequence[str]]]) -> RunOutcome:
     """Stop runs on nodes, all nodes in one Ansible run: {node: (connection vars, run ids)}."""
-    hosts = {name: {**dict(connection), "jexida_script": kill_script(run_ids)}
-             for name, (connection, run_ids) in targets.items()}
-    return run_module(inventory={"all": {"hosts": hosts}}, host_pattern="all", module="ansible.builtin.shell",
-                      module_args=json.dumps({"cmd": "{{ jexida_script }}"}), forks=max(1, len(hosts)),
-                      timeout_s=settings.NODE_SNIPPET_TIMEOUT_S)
+    hosts = {name: (connection, kill_script(run_ids)) for name, (connection, run_ids) in targets.items()}
+    return run_scripts(hosts, timeout_s=settings.NODE_SNIPPET_TIMEOUT_S)
 
 
 @dataclass

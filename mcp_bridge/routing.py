@@ -24,11 +24,20 @@ Placement is two steps:
    would otherwise be invisible and the next command would pile onto the same node.
    Memory counts half: a full node is a worse place, but memory rarely limits a shell
    command the way CPU does. Ties go to the node whose name sorts first.
+
+Light commands (``choose_for_command``): a command without requirements whose programs are
+all on the light list (``ls``, ``cat``, ...; settings.LIGHT_COMMANDS or the inventory
+config's ``light_commands``) runs on a node with a local connection (the controller), when
+one qualifies: reading a file there costs a fork, not a trip to a worker. Everything else is
+placed by load as above. The check is deliberately narrow (``light_programs``): one simple
+command or a pipeline of them, each program a bare name, no other shell syntax.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+import shlex
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +51,9 @@ __all__ = [
     "NodeView",
     "Requirements",
     "RoutingDecision",
+    "choose_for_command",
     "choose_node",
+    "light_programs",
     "place_many",
     "score_node",
 ]
@@ -68,6 +79,7 @@ class NodeView:
     active: bool
     tags: tuple[str, ...]
     facts: Mapping[str, Any]
+    local: bool = False  # on a local connection: the controller itself
 
 
 @dataclass
@@ -240,3 +252,52 @@ def place_many(
         if decision.node is not None:
             pending[decision.node] = pending.get(decision.node, 0) + 1
     return decisions
+
+
+# Shell syntax that makes a command more than a pipeline of plain programs: lists, redirections,
+# substitutions, subshells, groups, escapes, comments, negation, background jobs, new lines.
+_NOT_PLAIN = re.compile(r"[;&<>()$`\\{}#!\n\r]|\|\|")
+_PROGRAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def light_programs(command: str) -> list[str] | None:
+    """The programs of a simple command or a pipeline (``cat f | wc -l`` -> [cat, wc]), or None when the
+    command uses any other shell syntax, a program given by path, or a variable assignment."""
+    if _NOT_PLAIN.search(command):
+        return None
+    programs = []
+    for stage in command.split("|"):
+        try:
+            words = shlex.split(stage)
+        except ValueError:  # an unbalanced quote
+            return None
+        if not words or not _PROGRAM.match(words[0]):
+            return None
+        programs.append(words[0])
+    return programs
+
+
+def choose_for_command(
+    command: str,
+    requirements: Requirements,
+    nodes: Sequence[NodeView],
+    in_flight: Mapping[str, int],
+    light: Collection[str] = (),
+) -> RoutingDecision:
+    """``choose_node``, except that a light command without requirements goes to a local-connection node."""
+    by_load = choose_node(requirements, nodes, in_flight)
+    programs = light_programs(command) if light and requirements == Requirements() else None
+    if not programs or not all(p in light for p in programs):
+        return by_load
+    shown = ", ".join(dict.fromkeys(programs))
+    local = [n for n in nodes if n.local]
+    ready = [n for n in local if _exclusion(requirements, n) is None and not _overloaded(n)]
+    if not ready:
+        why = ("the inventory has no node on a local connection" if not local else
+               "; ".join(f"{n.name} {_exclusion(requirements, n) or 'overloaded'}" for n in local))
+        by_load.reason = f"{by_load.reason} (light command {shown}, but {why})"
+        return by_load
+    chosen = min(ready, key=lambda n: (score_node(n, in_flight), n.name))
+    reason = (f"light command ({shown}): runs on {chosen.name}, the node on a local connection (the controller), "
+              f"instead of being placed by load: {_describe(chosen, in_flight)}")
+    return RoutingDecision(chosen.name, reason, by_load.candidates)

@@ -1,10 +1,11 @@
-# Node-side wrapper for one command; placeholders @X@ are filled in by execution.py.
-# POSIX sh (Linux and macOS nodes). Run as `sh DIR/run.sh` by the launcher (execution.py):
+# Node-side wrapper for one command; placeholders @X@ are filled in by execution_scripts.py
+# (@DECODE@: the command, base64 in a variable, written to $D/c).
+# POSIX sh (Linux and macOS nodes). Run as `sh DIR/run.sh` by the launcher (execution_scripts.py):
 # DIR is a private folder of this run (mode 0700, umask 077), so the command and its output
 # are never readable by other users while it runs; the launcher removes it afterwards.
 # Every process spawned here is paid once per node per command, so the script keeps them few.
 D=${0%/*}
-printf %s '@B64@' | base64 -d > "$D/c" 2>/dev/null || printf %s '@B64@' | base64 -D > "$D/c"
+@DECODE@
 run=sh; command -v bash >/dev/null 2>&1 && run=bash
 start=$(date +%s)
 [ -f "$D/canceled" ] && : > "$D/o" && : > "$D/e" && set -- skip

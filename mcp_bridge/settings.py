@@ -41,6 +41,31 @@ CANCEL_GRACE_S = 10  # after a cancel reached the node, before the controller st
 NODE_SNIPPET_TIMEOUT_S = 120  # job start/poll/read/cancel snippets
 RUNNER_DIRS_KEPT = 200  # per-call runner folders kept under the state folder
 RUNNER_ROTATE_EVERY = 20  # runs between two clean-ups of those folders
+# How often ansible-runner looks at a call's timeout and give-up while Ansible prints nothing
+# (its own default is 5 s, so a timeout or cancel could act 5 s late).
+RUNNER_POLL_S = 0.25
+# The warm Ansible (mcp_bridge/warm/): on in `jexida serve` unless this variable says off.
+WARM_ANSIBLE_ENV = "JEXIDA_WARM_ANSIBLE"
+# Which Ansible module carries the node-side script: raw (default) or shell (the way before raw,
+# kept for comparison in bench/ and for nodes where raw cannot work).
+NODE_MODULE_ENV = "JEXIDA_NODE_MODULE"
+OFF_WORDS = frozenset({"0", "off", "false", "no"})
+
+# --- light commands ---------------------------------------------------------------------------
+# cluster_bash without requirements runs these programs on the node with a local connection (the
+# controller), when the inventory has one: a read costs less there than the trip to a worker.
+# Only when every program of the command (a simple command or a pipeline) is on the list and the
+# command uses no other shell syntax (routing.light_programs). The default list holds programs
+# that only read and print, whatever their arguments (no `env`: the controller's environment is
+# the bridge's; no `date`/`hostname`/`sort`: they can change the machine or write files; no
+# wrappers such as `command` or `xargs` that run other programs; no `grep`/`find`/`du`: they can
+# walk a whole disk, which is heavy work for the controller). Set the inventory config's
+# `light_commands:` to a list of your own, or to [] to turn light routing off.
+LIGHT_COMMANDS: tuple[str, ...] = (
+    "ls", "pwd", "cat", "head", "tail", "which", "echo", "printf", "wc", "whoami", "id", "uname", "basename",
+    "dirname", "realpath", "readlink", "stat", "file", "cut", "tr", "true", "false", "test", "type", "nproc",
+    "uptime", "free",
+)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from conftest import WorkerLab, write_jexida_config
 from mcp_client import bridge_env
 
 import jexida_lab as lab
+from mcp_bridge.paths import state_dir
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +96,10 @@ def test_provision_a_fresh_node_dry_run_then_apply(tmp_path: Path) -> None:
     try:
         pub = Path(controller_key() + ".pub").read_text().strip()
         lab.podman("exec", node.container, "sh", "-c", f"echo '{pub}' >> /root/.ssh/authorized_keys")
+        # A new server at an address an earlier lab used: forget that server's key, as a person would
+        # (`accept-new` trusts a first key, never a changed one).
+        subprocess.run(["ssh-keygen", "-R", node.address, "-f", str(state_dir() / "known_hosts")],
+                       capture_output=True, check=False)
         registry = tmp_path / "nodes.yml"
         config = write_jexida_config(tmp_path / "prov.jexida.yml", registry)
         added = jexida("nodes", "add", node.name, node.address, "--user", "root", "--tags", "fresh",

@@ -12,7 +12,9 @@ from mcp_bridge.routing import (
     NodeView,
     Requirements,
     RoutingDecision,
+    choose_for_command,
     choose_node,
+    light_programs,
     place_many,
     score_node,
 )
@@ -291,3 +293,63 @@ def test_place_many_is_deterministic() -> None:
     nodes = [node("c", load_1=0.5), node("a", load_1=1.0), node("b", running_jobs=1)]
     first = [d.node for d in place_many(ANY, 9, nodes, {})]
     assert first == [d.node for d in place_many(ANY, 9, list(reversed(nodes)), {})]
+
+
+# --- light commands -------------------------------------------------------------------------------
+
+LIGHT = frozenset({"ls", "cat", "wc", "head", "echo"})
+
+
+@pytest.mark.parametrize(("command", "programs"), [
+    ("ls -la", ["ls"]),
+    ("cat notes.txt | wc -l", ["cat", "wc"]),
+    ("ls 'a b' *.py", ["ls"]),
+    ("ls; make", None),
+    ("cat f > g", None),
+    ("echo $(make)", None),
+    ("ls && make", None),
+    ("ls || make", None),
+    ("/usr/local/bin/ls", None),
+    ("FOO=1 ls", None),
+    ("echo 'unbalanced", None),
+    ("ls &", None),
+    ("ls |", None),
+    ("ls\nmake", None),
+])
+def test_light_programs_only_for_plain_commands_and_pipelines(command: str, programs: list[str] | None) -> None:
+    assert light_programs(command) == programs
+
+
+def local_and_workers(**controller_facts: Any) -> list[NodeView]:
+    controller = NodeView("controller", True, (), facts(**controller_facts), local=True)
+    return [controller, node("w1", load_1=0.0), node("w2", load_1=0.5)]
+
+
+def test_a_light_command_goes_to_the_local_node_and_says_why() -> None:
+    nodes = local_and_workers(load_1=3.0)  # busier than both workers: by load it would not be chosen
+    decision = choose_for_command("cat /etc/hostname | wc -c", Requirements(), nodes, {}, LIGHT)
+    assert decision.node == "controller"
+    assert "light command (cat, wc)" in decision.reason and "local connection" in decision.reason
+    assert {c.node for c in decision.candidates} == {"controller", "w1", "w2"}
+
+
+@pytest.mark.parametrize(("command", "requirements", "light"), [
+    ("make -j8", Requirements(), LIGHT),  # not on the list
+    ("ls | sort", Requirements(), LIGHT),  # one program of the pipeline is not
+    ("ls -la", Requirements(tags=("gpu",)), LIGHT),  # requirements: placed as asked
+    ("ls -la", Requirements(), frozenset()),  # light routing off
+])
+def test_everything_else_is_placed_by_load(command: str, requirements: Requirements, light: frozenset[str]) -> None:
+    nodes = [*local_and_workers(load_1=3.0)[:1], node("w1", tags=("gpu",)), node("w2", tags=("gpu",), load_1=1.0)]
+    decision = choose_for_command(command, requirements, nodes, {}, light)
+    assert decision == choose_node(requirements, nodes, {})
+    assert decision.node == "w1"
+
+
+def test_a_light_command_falls_back_to_load_when_the_local_node_cannot_take_it() -> None:
+    nodes = local_and_workers(reachable=False, error="probe timed out")
+    decision = choose_for_command("ls -la", Requirements(), nodes, {}, LIGHT)
+    assert decision.node == "w1"
+    assert "light command ls, but controller unreachable (probe timed out)" in decision.reason
+    without = choose_for_command("ls -la", Requirements(), nodes[1:], {}, LIGHT)
+    assert without.node == "w1" and "no node on a local connection" in without.reason

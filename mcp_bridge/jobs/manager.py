@@ -43,7 +43,7 @@ from mcp_bridge.jobs.models import (
     new_job_id,
 )
 from mcp_bridge.jobs.store import JobStore, row_to_info
-from mcp_bridge.nodes import Node, runner_inventory
+from mcp_bridge.nodes import Node
 
 
 class JobManager:
@@ -111,9 +111,7 @@ class JobManager:
 
     def _shell(self, node: Node, script: str) -> execution.RunOutcome:
         """Run a node-side snippet through ansible-runner (start, poll, read, cancel all go this way)."""
-        return execution.run_module(inventory=runner_inventory([node]), host_pattern=node.name,
-                                    module="ansible.builtin.shell", module_args=execution.encoded_script(script),
-                                    timeout_s=settings.NODE_SNIPPET_TIMEOUT_S)
+        return execution.run_snippet(node.name, node.connection_vars, script)
 
     # --- submit ---------------------------------------------------------------------------
 
@@ -165,6 +163,8 @@ class JobManager:
                 if self._pending[node.name] <= 0:
                     del self._pending[node.name]
         self.cluster._outcome(intent, "submit", nodes=[node.name], job_id=job_id, status="running")
+        if wait_s <= 0:  # the start just said it runs (with its pid): a poll now would only say it again
+            return self.result(job_id)
         return self.wait(job_id, wait_s, on_progress, call)
 
     def wait(self, job_id: str, wait_s: float, on_progress: Callable[[JobInfo], None] | None = None,

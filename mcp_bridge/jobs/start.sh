@@ -5,8 +5,10 @@ set -e
 umask 077
 J=@JOB_DIR@/@ID@; O=@LOG_DIR@/@ID@.log; E=@LOG_DIR@/@ID@.err.log
 mkdir "$J"
-printf %s '@B64@' | base64 -d > "$J/command" 2>/dev/null || printf %s '@B64@' | base64 -D > "$J/command"
-printf %s '@RUN_B64@' | base64 -d > "$J/run.sh" 2>/dev/null || printf %s '@RUN_B64@' | base64 -D > "$J/run.sh"
+# Each base64 text once, in a variable (printf is a builtin: no argument-size limit).
+c='@B64@'; r='@RUN_B64@'
+{ printf %s "$c" | base64 -d 2>/dev/null || printf %s "$c" | base64 -D; } > "$J/command"
+{ printf %s "$r" | base64 -d 2>/dev/null || printf %s "$r" | base64 -D; } > "$J/run.sh"
 : > "$O"; : > "$E"
 if command -v setsid >/dev/null 2>&1; then
   setsid sh "$J/run.sh" "$J" "$O" "$E" @T@ >/dev/null 2>&1 </dev/null &

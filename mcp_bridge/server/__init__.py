@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from mcp.server.mcpserver import MCPServer
 
-from mcp_bridge import __version__, settings
+from mcp_bridge import __version__, execution, settings
 from mcp_bridge.core import BridgeConfig, Cluster
 from mcp_bridge.server import resources, tools_commands, tools_nodes
 
@@ -65,6 +65,7 @@ def serve(inventory: str | None, http: bool = False, host: str = settings.HTTP_H
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     return_freed_memory_to_the_os()
     cluster = Cluster(BridgeConfig.from_env(inventory, face="mcp-http" if http else "mcp-stdio"))
+    execution.start_warm()  # a long-running bridge: Ansible stays imported for its calls (mcp_bridge/warm/)
     cluster.jobs.start_monitor()  # re-attach to jobs that were running before a restart
     server = build_server(cluster)
     if not http:

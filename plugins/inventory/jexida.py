@@ -146,6 +146,16 @@ options:
         playbook records for each node) wins over this option.
       - Default is the role's C(jexida_worker_job_dir) default (C(/opt/jexida-jobs)).
     type: str
+  light_commands:
+    description:
+      - Read by the jexida bridge (C(jexida serve)), not by the inventory itself.
+      - Programs whose commands C(cluster_bash) without requirements runs on the node with
+        C(ansible_connection=local) (the controller) instead of placing them by load, when the
+        command is one of them or a pipeline of them with no other shell syntax.
+      - Left out, the bridge's default list of programs that only read (C(ls), C(pwd), C(cat),
+        C(head), C(tail), C(which), C(echo), C(wc), ...). V([]) turns light routing off.
+    type: list
+    elements: str
 notes:
   - "C(jexida_facts) keys: C(reachable), C(address), C(probed_at) (ISO 8601 UTC), C(probe_ms), C(error),
     C(os) (V(linux), V(darwin)), C(arch), C(distribution), C(distribution_version), C(python_version),
