@@ -315,7 +315,7 @@ def case_one_command(report: Report, bl: BenchLab, runs: int) -> None:
 
 def levers(report: Report, bl: BenchLab, runs: int) -> None:
     """The execution layer alone (no MCP), one node, each lever of issue 12 on and off."""
-    from mcp_bridge import execution, settings
+    from mcp_bridge import execution, runner_env, settings
     from mcp_bridge.warm import WarmAnsible
 
     node = bl.nodes[0]
@@ -332,7 +332,7 @@ def levers(report: Report, bl: BenchLab, runs: int) -> None:
     warm = WarmAnsible()
     warm.start(execution.ansible_envvars())
     try:
-        execution._warm = None
+        runner_env.warm_server = None
         os.environ[settings.NODE_MODULE_ENV] = "shell"
         report.add("1", "lever: run_shell, shell module, cold Ansible (before)", measure(run_true, runs))
         os.environ[settings.NODE_MODULE_ENV] = "raw"
@@ -340,7 +340,7 @@ def levers(report: Report, bl: BenchLab, runs: int) -> None:
         deadline = time.monotonic() + 30
         while not warm.ready() and time.monotonic() < deadline:
             time.sleep(0.1)
-        execution._warm = warm
+        runner_env.warm_server = warm
         os.environ[settings.NODE_MODULE_ENV] = "shell"
         report.add("1", "lever 2: run_shell, shell module, warm Ansible", measure(run_true, runs))
         os.environ[settings.NODE_MODULE_ENV] = "raw"
@@ -350,7 +350,7 @@ def levers(report: Report, bl: BenchLab, runs: int) -> None:
             report.notes.append(f"warm Ansible server RSS: {rss_mb(pid):.1f} MB (a process of its own; its forks "
                                 "share these pages)")
     finally:
-        execution._warm = None
+        runner_env.warm_server = None
         os.environ.pop(settings.NODE_MODULE_ENV, None)
         warm.close()
 

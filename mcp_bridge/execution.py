@@ -22,22 +22,16 @@ How a command travels (each step measured in bench/, see the README's performanc
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
-import shutil
-import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import ansible_runner
 
-from mcp_bridge import settings
+from mcp_bridge import runner_env, settings
 from mcp_bridge.execution_scripts import (
     BEGIN_MARKER,
     MAX_EVENT_RES,
@@ -47,11 +41,11 @@ from mcp_bridge.execution_scripts import (
     new_run_id,
     wrap_command,
 )
-from mcp_bridge.paths import ANSIBLE_CFG, state_dir
+from mcp_bridge.runner_env import ansible_envvars, skip_idle_wait_after_exit, start_warm
 
 __all__ = ["MAX_EVENT_RES", "META_MARKER", "HostResult", "RunOutcome", "ansible_envvars", "encoded_script",
-           "kill_runs", "kill_script", "new_run_id", "run_module", "run_playbook", "run_shell", "run_shell_batch",
-           "run_snippet", "start_warm", "wrap_command"]
+           "kill_runs", "kill_script", "new_run_id", "run_module", "run_shell", "run_shell_batch",
+           "run_snippet", "skip_idle_wait_after_exit", "start_warm", "wrap_command"]
 
 HostStatus = Literal["succeeded", "failed", "timeout", "unreachable", "canceled"]
 
@@ -89,140 +83,6 @@ class RunOutcome:
     duration_ms: int
     artifact_dir: str
     error: str = ""  # why Ansible could not be started at all
-
-
-_pty_close_patched = False
-
-
-def skip_idle_wait_after_exit() -> None:
-    """Stop pexpect from sleeping 0.1 s when closing the pty of an Ansible that already exited.
-
-    ansible-runner closes the child's pty after Ansible ends; ptyprocess then always sleeps
-    `delayafterclose` (0.1 s) "to give the kernel time", even when the child was already
-    reaped. Measured with cProfile, that sleep is about 12% of a one-command run. A child that
-    is still alive keeps the original behaviour (wait, then terminate).
-    """
-    global _pty_close_patched
-    if _pty_close_patched:
-        return
-    from ptyprocess import PtyProcess
-
-    original_close = PtyProcess.close
-
-    def close(self: PtyProcess, force: bool = True) -> None:
-        if not self.closed and not self.isalive():
-            self.delayafterclose = 0
-        original_close(self, force)
-
-    PtyProcess.close = close  # type: ignore[method-assign]
-    _pty_close_patched = True
-
-
-def _ensure_ansible_on_path() -> None:
-    """ansible-runner looks up `ansible` on PATH: make it the one beside this interpreter."""
-    venv_bin = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    if venv_bin not in path.split(os.pathsep):
-        os.environ["PATH"] = venv_bin + os.pathsep + path
-
-
-def runner_root() -> Path:
-    root = state_dir() / "runner"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-def _new_private_dir() -> Path:
-    """A private data folder of its own for one ansible-runner call (calls never share runner files).
-
-    It gets ansible-runner's settings file: with ``suppress_env_files`` the ``settings=``
-    argument is silently dropped (ansible-runner 2.4 reads only env/settings), and its default
-    poll interval (pexpect_timeout, 5 s) would make a timeout or a give-up act up to 5 s late.
-    """
-    _ensure_ansible_on_path()
-    private_dir = runner_root() / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    private_dir.mkdir(mode=0o700)
-    (private_dir / "env").mkdir(mode=0o700)
-    (private_dir / "env" / "settings").write_text(json.dumps({"pexpect_timeout": settings.RUNNER_POLL_S}))
-    return private_dir
-
-
-_cfg_cache: dict[tuple[str, float], str] = {}
-
-
-def _host_key_checking(config: str) -> str:
-    """What `ansible` would use: ANSIBLE_HOST_KEY_CHECKING, else the ini's, else Ansible's default (on).
-
-    ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False whenever it is not set, which silently
-    overrides ``host_key_checking = true`` in ansible.cfg and makes ssh accept (and record) any
-    unknown host key. So the bridge always sets it, to the value Ansible itself would have used.
-    """
-    if "ANSIBLE_HOST_KEY_CHECKING" in os.environ:
-        return os.environ["ANSIBLE_HOST_KEY_CHECKING"]
-    try:
-        stamp = (config, os.stat(config).st_mtime)
-    except OSError:
-        return "True"
-    if stamp not in _cfg_cache:
-        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
-        try:
-            parser.read(config)
-            value = parser.get("defaults", "host_key_checking", fallback="True").strip()
-        except configparser.Error:
-            value = "True"
-        _cfg_cache.clear()
-        _cfg_cache[stamp] = value
-    return _cfg_cache[stamp]
-
-
-def ansible_envvars() -> dict[str, str]:
-    """The environment every run gets: the suite's ansible.cfg (or the person's ANSIBLE_CONFIG).
-
-    Collections (jexida.cluster included) come from the Python path of the venv's `ansible`.
-    """
-    config = os.environ.get("ANSIBLE_CONFIG") or str(ANSIBLE_CFG)
-    return {
-        "ANSIBLE_CONFIG": config,
-        "ANSIBLE_DEPRECATION_WARNINGS": "false",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_HOST_KEY_CHECKING": _host_key_checking(config),
-        # ansible-runner drops a result larger than this from its events (default 700 kB): a
-        # capped command result (head + tail of both streams, and stdout_lines again) must fit.
-        "MAX_EVENT_RES": str(MAX_EVENT_RES),
-    }
-
-
-_warm: Any = None
-
-
-def start_warm() -> Any:
-    """Start the warm Ansible for this process's calls (the long-running bridge does; a one-shot
-    CLI call would pay for a server it never reuses). Off with JEXIDA_WARM_ANSIBLE=0."""
-    global _warm
-    if os.environ.get(settings.WARM_ANSIBLE_ENV, "1").strip().lower() in settings.OFF_WORDS:
-        return None
-    from mcp_bridge import warm
-
-    _warm = warm.shared(log_path=state_dir() / "warm-ansible.log")
-    _warm.start(ansible_envvars())
-    return _warm
-
-
-_rotate_lock = threading.Lock()
-_runs_since_rotation = 0
-
-
-def _rotate_runner_dirs(root: Path, keep: int = settings.RUNNER_DIRS_KEPT) -> None:
-    """Keep the newest ``keep`` per-call folders; checked every few runs (listing costs a few ms)."""
-    global _runs_since_rotation
-    with _rotate_lock:
-        _runs_since_rotation += 1
-        if _runs_since_rotation < settings.RUNNER_ROTATE_EVERY:
-            return
-        _runs_since_rotation = 0
-        dirs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        for old in dirs[:-keep] if len(dirs) > keep else []:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 # Left out of HostResult.result: the output (kept separately) and the wrapper script echoed back.
@@ -310,7 +170,7 @@ def run_module(
     true, ends Ansible on the controller (a backstop: cancel stops the node side first).
     Call it from a worker thread, never from an event loop: it blocks until Ansible ends.
     """
-    private_dir = _new_private_dir()
+    private_dir = runner_env.new_private_dir()
     results: dict[str, HostResult] = {}
 
     def on_event(event: dict[str, Any]) -> bool:
@@ -326,7 +186,8 @@ def run_module(
     envvars = ansible_envvars()
     how: dict[str, Any] = {"module": module, "module_args": module_args, "host_pattern": host_pattern,
                            "envvars": envvars}
-    warm = _warm.runner_kwargs(envvars, module, module_args, host_pattern) if _warm is not None else None
+    server = runner_env.warm_server
+    warm = server.runner_kwargs(envvars, module, module_args, host_pattern) if server is not None else None
     if warm is not None:
         how = warm  # ansible-runner starts the warm client instead of `ansible` (same command line)
     started = time.monotonic()
@@ -352,7 +213,7 @@ def run_module(
         for host, result in results.items():
             if result.status == "failed":
                 results[host].status = "timeout"
-    _rotate_runner_dirs(private_dir.parent)
+    runner_env.rotate_runner_dirs(private_dir.parent)
     return RunOutcome(
         hosts=results,
         runner_status=str(runner.status),
@@ -446,79 +307,3 @@ def kill_runs(targets: Mapping[str, tuple[Mapping[str, Any], Sequence[str]]]) ->
     """Stop runs on nodes, all nodes in one Ansible run: {node: (connection vars, run ids)}."""
     hosts = {name: (connection, kill_script(run_ids)) for name, (connection, run_ids) in targets.items()}
     return run_scripts(hosts, timeout_s=settings.NODE_SNIPPET_TIMEOUT_S)
-
-
-@dataclass
-class TaskEvent:
-    host: str
-    task: str
-    status: Literal["ok", "changed", "failed", "skipped", "unreachable"]
-    message: str = ""
-
-
-@dataclass
-class PlaybookOutcome:
-    tasks: list[TaskEvent]
-    recap: dict[str, dict[str, int]]
-    runner_status: str
-    runner_rc: int | None
-    duration_ms: int
-
-
-def run_playbook(
-    *,
-    playbook: str,
-    inventory: str | Mapping[str, Any],
-    limit: str | None = None,
-    extravars: Mapping[str, Any] | None = None,
-    check: bool = False,
-    timeout_s: int | None = 1800,
-) -> PlaybookOutcome:
-    """Run a playbook through ansible-runner and summarise it task by task."""
-    private_dir = _new_private_dir()
-    tasks: list[TaskEvent] = []
-    recap: dict[str, dict[str, int]] = {}
-    statuses = {"runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_skipped": "skipped",
-                "runner_on_unreachable": "unreachable", "runner_item_on_failed": "failed"}
-
-    def on_event(event: dict[str, Any]) -> bool:
-        name = event.get("event", "")
-        data = event.get("event_data", {}) or {}
-        if name in statuses:
-            res = data.get("res", {}) or {}
-            status = statuses[name]
-            if status == "ok" and res.get("changed"):
-                status = "changed"
-            message = res.get("msg", "")
-            if isinstance(message, list):
-                message = "; ".join(str(m) for m in message)
-            if name == "runner_on_ok" and "results" in res:  # a loop: gather the items' messages
-                message = "; ".join(str(r.get("msg", "")) for r in res["results"] if r.get("msg"))
-            if data.get("ignore_errors") and status == "failed":
-                status = "ok"
-            tasks.append(TaskEvent(host=str(data.get("host", "")), task=str(data.get("task", "")),
-                                   status=status, message=str(message or "")))  # type: ignore[arg-type]
-        elif name == "playbook_on_stats":
-            for key in ("ok", "changed", "failures", "unreachable", "skipped", "rescued", "ignored"):
-                for host, count in (data.get(key) or {}).items():
-                    recap.setdefault(host, {})[key] = int(count)
-        return True
-
-    started = time.monotonic()
-    runner = ansible_runner.run(
-        private_data_dir=str(private_dir),
-        ident="run",
-        playbook=playbook,
-        inventory=dict(inventory) if isinstance(inventory, Mapping) else inventory,
-        limit=limit,
-        extravars=dict(extravars or {}),
-        cmdline="--check" if check else None,
-        envvars=ansible_envvars(),
-        timeout=timeout_s,
-        quiet=True,
-        event_handler=on_event,
-        suppress_env_files=True,
-    )
-    _rotate_runner_dirs(private_dir.parent)
-    return PlaybookOutcome(tasks=tasks, recap=recap, runner_status=str(runner.status), runner_rc=runner.rc,
-                           duration_ms=int((time.monotonic() - started) * 1000))

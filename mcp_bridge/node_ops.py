@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from ansible_collections.jexida.cluster.plugins.module_utils import registry
 
-from mcp_bridge import execution, models
+from mcp_bridge import models, playbook_run
 from mcp_bridge.errors import JexidaError
 from mcp_bridge.nodes import Node, NodeError, runner_inventory
 from mcp_bridge.paths import BOOTSTRAP_PLAYBOOK
@@ -156,7 +156,7 @@ class NodeOps:
         # The role's settings recorded at registration (folders, a bastion's jump option) and the
         # bastion of a node behind one: a new run keeps them, and registers the node with `via` again.
         inventory["all"]["hosts"][name].update(node.worker_vars, **({"jexida_via": node.via} if node.via else {}))
-        outcome = execution.run_playbook(
+        outcome = playbook_run.run_playbook(
             playbook=str(BOOTSTRAP_PLAYBOOK), inventory=inventory, limit=name,
             extravars={"jexida_registry": str(self.registry_path()), "jexida_tags": node.tags},
             check=dry_run,

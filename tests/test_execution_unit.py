@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_bridge import execution, execution_scripts, settings
+from mcp_bridge import execution, execution_scripts, runner_env, settings
 
 LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
 
@@ -19,7 +19,7 @@ LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": sys.execut
 @pytest.fixture(autouse=True)
 def cold(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests are about the cold path (the warm one has tests/test_warm.py)."""
-    monkeypatch.setattr(execution, "_warm", None)
+    monkeypatch.setattr(runner_env, "warm_server", None)
 
 
 def run(command: str, timeout_s: int = 30, **kwargs: object) -> execution.HostResult:

@@ -17,7 +17,7 @@ from pathlib import Path
 import ansible_runner
 import pytest
 
-from mcp_bridge import execution
+from mcp_bridge import execution, runner_env
 from mcp_bridge.warm import WarmAnsible, manager
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the warm server needs Linux")
@@ -37,7 +37,7 @@ def warm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[WarmAnsibl
     server = WarmAnsible(log_path=tmp_path / "warm.log")
     server.start(execution.ansible_envvars())
     wait_ready(server)
-    monkeypatch.setattr(execution, "_warm", server)
+    monkeypatch.setattr(runner_env, "warm_server", server)
     yield server
     server.close()
 
@@ -77,7 +77,7 @@ def manager_children(pid: int) -> list[int]:
 def test_warm_results_are_the_cold_results(warm: WarmAnsible, monkeypatch: pytest.MonkeyPatch) -> None:
     command = "echo out; echo '{{ x }}'; echo err >&2; exit 3"
     hot = shell(command)
-    monkeypatch.setattr(execution, "_warm", None)
+    monkeypatch.setattr(runner_env, "warm_server", None)
     cold = shell(command)
     assert went_warm(hot) and not went_warm(cold)
     for outcome in (hot, cold):
