@@ -8,8 +8,14 @@ PYTEST_ARGS ?=
 # The tests' own home for everything Ansible, molecule, ansible-lint and jexida write, so a
 # test run never touches the real ~/.ansible, ~/.config or ~/.local/state.
 TEST_HOME := $(CURDIR)/.cache/test-home
-TEST_ENV := ANSIBLE_HOME=$(TEST_HOME)/ansible XDG_CONFIG_HOME=$(TEST_HOME)/config \
-	XDG_STATE_HOME=$(TEST_HOME)/state XDG_CACHE_HOME=$(TEST_HOME)/cache JEXIDA_HOME=$(TEST_HOME)/state/jexida
+# Ansible keeps two folders under ~ whatever ANSIBLE_HOME says: the ssh plugin's
+# control_path_dir (~/.ansible/cp) and, for tasks on the controller (molecule's localhost
+# plays), remote_tmp (~/.ansible/tmp) and async_dir (~/.ansible_async).
+TEST_ENV := ANSIBLE_HOME=$(TEST_HOME)/ansible ANSIBLE_SSH_CONTROL_PATH_DIR=$(TEST_HOME)/ansible/cp \
+	XDG_CONFIG_HOME=$(TEST_HOME)/config XDG_STATE_HOME=$(TEST_HOME)/state XDG_CACHE_HOME=$(TEST_HOME)/cache \
+	JEXIDA_HOME=$(TEST_HOME)/state/jexida
+# remote_tmp also applies to the nodes: only molecule's (root in its containers) get this path.
+MOLECULE_ENV := ANSIBLE_REMOTE_TMP=$(TEST_HOME)/ansible/remote-tmp ANSIBLE_ASYNC_DIR=$(TEST_HOME)/ansible/async
 
 .PHONY: help setup image demo test lint sanity molecule pytest bench clean-labs clean-check
 
@@ -42,7 +48,7 @@ sanity:
 
 # The scenarios run on the lab's node image (its tag follows the image recipe).
 molecule: image
-	$(TEST_ENV) JEXIDA_NODE_IMAGE=$$($(BIN)/python -c 'import jexida_lab; print(jexida_lab.image_ref())') \
+	$(TEST_ENV) $(MOLECULE_ENV) JEXIDA_NODE_IMAGE=$$($(BIN)/python -c 'import jexida_lab; print(jexida_lab.image_ref())') \
 		$(BIN)/molecule test --all
 
 # pytest exits 5 when a selection holds no test: that is not a failure here.

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # `check-clean.sh start NAME` before a run, `check-clean.sh end NAME` after it: the run must
 # leave the checkout as it was (no state in tracked paths, no stray lock files), and the test
-# run must write nothing into the person's own ~/.ansible or ~/.config/jexida.
+# run must write nothing into the person's own ~/.ansible, ~/.ansible_async or ~/.config/jexida.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 phase=$1 name=$2
 mark=.cache/clean-check-$name
 mkdir -p .cache
 watched=()
-[ "$name" = test ] && watched=("$HOME/.ansible" "$HOME/.config/jexida")
+[ "$name" = test ] && watched=("$HOME/.ansible" "$HOME/.ansible_async" "$HOME/.config/jexida")
 if [ "$phase" = start ]; then
     git status --porcelain --untracked-files=all > "$mark.status"
     touch "$mark.stamp"

@@ -17,7 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Tests never touch the person's own ~/.ansible, ~/.config/jexida or state folder (`make test`
 # sets the same folders; these defaults cover a bare `pytest`).
 TEST_HOME = REPO_ROOT / ".cache" / "test-home"
-for variable, folder in (("ANSIBLE_HOME", "ansible"), ("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state"),
+for variable, folder in (("ANSIBLE_HOME", "ansible"), ("ANSIBLE_SSH_CONTROL_PATH_DIR", "ansible/cp"),
+                         ("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state"),
                          ("XDG_CACHE_HOME", "cache"), ("JEXIDA_HOME", "state/jexida")):
     os.environ.setdefault(variable, str(TEST_HOME / folder))
 os.environ.setdefault("CONTAINERS_CONF", str(REPO_ROOT / "jexida_lab" / "containers.conf"))

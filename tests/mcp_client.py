@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-PASSED_ON = ("PATH", "HOME", "LANG", "JEXIDA_HOME", "CONTAINERS_CONF", "ANSIBLE_HOME",
+PASSED_ON = ("PATH", "HOME", "LANG", "JEXIDA_HOME", "CONTAINERS_CONF", "ANSIBLE_HOME", "ANSIBLE_SSH_CONTROL_PATH_DIR",
              "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
 
 
