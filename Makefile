@@ -8,14 +8,15 @@ PYTEST_ARGS ?=
 # The tests' own home for everything Ansible, molecule, ansible-lint and jexida write, so a
 # test run never touches the real ~/.ansible, ~/.config or ~/.local/state.
 TEST_HOME := $(CURDIR)/.cache/test-home
-# Ansible keeps two folders under ~ whatever ANSIBLE_HOME says: the ssh plugin's
-# control_path_dir (~/.ansible/cp) and, for tasks on the controller (molecule's localhost
-# plays), remote_tmp (~/.ansible/tmp) and async_dir (~/.ansible_async).
+# Ansible keeps folders under ~ whatever ANSIBLE_HOME says: the ssh plugin's control_path_dir
+# (~/.ansible/cp) and, for tasks on the controller, remote_tmp (~/.ansible/tmp).
 TEST_ENV := ANSIBLE_HOME=$(TEST_HOME)/ansible ANSIBLE_SSH_CONTROL_PATH_DIR=$(TEST_HOME)/ansible/cp \
 	XDG_CONFIG_HOME=$(TEST_HOME)/config XDG_STATE_HOME=$(TEST_HOME)/state XDG_CACHE_HOME=$(TEST_HOME)/cache \
 	JEXIDA_HOME=$(TEST_HOME)/state/jexida
-# remote_tmp also applies to the nodes: only molecule's (root in its containers) get this path.
-MOLECULE_ENV := ANSIBLE_REMOTE_TMP=$(TEST_HOME)/ansible/remote-tmp ANSIBLE_ASYNC_DIR=$(TEST_HOME)/ansible/async
+# Molecule's podman driver runs its create/destroy plays on the controller with remote_tmp
+# under ~ and async_dir set to $$HOME/.ansible_async by the play itself: it gets a HOME of its
+# own (rootless podman keeps its image store, which follows XDG_DATA_HOME, else HOME).
+MOLECULE_ENV := HOME=$(TEST_HOME)/home XDG_DATA_HOME=$${XDG_DATA_HOME:-$(HOME)/.local/share}
 
 .PHONY: help setup image demo test lint sanity molecule pytest bench clean-labs clean-check
 
