@@ -44,6 +44,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", default="",
                         help=f"comma-separated cases to run, of: {', '.join(c.name for c in CASES)}")
+    parser.add_argument("--sizes", default="", help="comma-separated N: only the rows at these sizes (e.g. 100)")
     parser.add_argument("--keep-lab", action="store_true", help="leave the bench lab up afterwards")
     parser.add_argument("--mitogen-venv", type=Path, default=os.environ.get("JEXIDA_BENCH_MITOGEN_VENV") or None,
                         help="a venv with mitogen: adds lever 3's rows, not adopted (env JEXIDA_BENCH_MITOGEN_VENV)")
@@ -54,10 +55,13 @@ def main() -> int:
         parser.error(f"unknown case(s) {', '.join(unknown)}; cases are: {', '.join(c.name for c in CASES)}")
     chosen = [c for c in CASES if (c.name in only if only else (c.in_quick or not args.quick))]
     count = 3 if args.quick else args.nodes
-    runs = 3 if args.quick else max(args.runs, 5)
+    # A partial run (--only/--sizes) may take fewer runs; the full run keeps at least 5.
+    partial = bool(only or args.sizes)
+    runs = 3 if args.quick else args.runs if partial else max(args.runs, 5)
+    only_sizes = tuple(int(n) for n in args.sizes.split(",") if n.strip())
     needs_lab = any(c.needs_lab for c in chosen)
     ctx = Context(report=Report(), runs=runs, quick=args.quick, lab_size=count if needs_lab else 0,
-                  mitogen_venv=args.mitogen_venv)
+                  mitogen_venv=args.mitogen_venv, only_sizes=only_sizes)
     if needs_lab:
         ctx.lab = bring_up(count)
     try:
@@ -65,11 +69,11 @@ def main() -> int:
             case.run(ctx)
     finally:
         lab_line = ctx.lab.describe() if ctx.lab else "No lab (in-process cases only)."
-        suffix = ("-quick" if args.quick else f"-{count}" if needs_lab else "-inproc") + ("-only" if only else "")
+        suffix = ("-quick" if args.quick else f"-{count}" if needs_lab else "-inproc") + ("-partial" if partial else "")
+        if partial:
+            ctx.report.notes.append(f"partial run: cases {', '.join(c.name for c in chosen)}"
+                                    f"{f', sizes N in {list(only_sizes)}' if only_sizes else ''}, {runs} runs each")
         path = write_report(ctx.report, lab_line, runs, suffix)
-        if only:
-            ctx.report.notes.append(f"cases run: {', '.join(c.name for c in chosen)} (--only)")
-            path = write_report(ctx.report, lab_line, runs, suffix)
         print(f"\nbench: results in {path.relative_to(REPO_ROOT)}")
         if needs_lab and not args.keep_lab:
             bring_down()

@@ -18,6 +18,7 @@ class Context:
     lab_size: int  # nodes in the lab (0: no lab, in-process cases only)
     lab: BenchLab | None = None
     mitogen_venv: Path | None = None
+    only_sizes: tuple[int, ...] = ()  # --sizes: measure only these N (empty: every N a case knows)
 
     @property
     def bl(self) -> BenchLab:
@@ -26,8 +27,9 @@ class Context:
         return self.lab
 
     def sizes(self, *candidates: int) -> list[int]:
-        """The candidate N that fit in the lab (the whole lab when none does)."""
-        return [n for n in candidates if n <= self.lab_size] or [self.lab_size]
+        """The candidate N that fit in the lab (the whole lab when none does), limited by --sizes."""
+        fit = [n for n in candidates if n <= self.lab_size] or [self.lab_size]
+        return [n for n in fit if n in self.only_sizes] if self.only_sizes else fit
 
 
 @dataclass(frozen=True)
