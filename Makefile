@@ -65,7 +65,7 @@ test: setup
 	@./scripts/check-clean.sh end test
 
 bench: image
-	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(BENCH_ARGS)
 
 clean-labs: setup
 	@for lab in $$($(BIN)/python -c 'import jexida_lab; print(" ".join(jexida_lab.list_labs()))'); do \

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,10 +56,17 @@ class Call:
             killer(runs)
 
     def finished(self, runs: list[NodeRun]) -> None:
+        # One pass with a multiset, not `remove` per run: a broadcast or batch over N nodes
+        # finishes N runs at once, and a list scan per run made that N^2 (issue 15).
+        gone = Counter(runs)
         with self._lock:
-            for run in runs:
-                if run in self._runs:
-                    self._runs.remove(run)
+            kept = []
+            for run in self._runs:
+                if gone[run] > 0:
+                    gone[run] -= 1
+                else:
+                    kept.append(run)
+            self._runs = kept
 
     def cancel(self) -> list[NodeRun]:
         """Stop everything this call still runs (blocking: it reaches the nodes); returns what it stopped."""

@@ -295,6 +295,66 @@ def test_place_many_is_deterministic() -> None:
     assert first == [d.node for d in place_many(ANY, 9, list(reversed(nodes)), {})]
 
 
+def _mixed_nodes(count: int) -> list[NodeView]:
+    """Nodes of every kind: busy, big, overloaded, without the tag, unreachable, inactive."""
+    out = []
+    for i in range(count):
+        kind = i % 7
+        if kind == 5:
+            out.append(node(f"n{i:03d}", tags=("gpu",), reachable=False, error="refused"))
+        elif kind == 6:
+            out.append(node(f"n{i:03d}", active=False))
+        else:
+            out.append(node(f"n{i:03d}", tags=("docker",) if kind != 4 else (), cpus=2 + 2 * (i % 3),
+                            load_1=float(i % 5), running_jobs=i % 4,
+                            load_group="overloaded" if kind == 3 else "normal"))
+    return out
+
+
+@pytest.mark.parametrize("requirements", [ANY, Requirements(tags=("docker",)), Requirements(tags=("tpu",))])
+def test_place_many_decides_as_choose_node_would(requirements: Requirements) -> None:
+    """The fast placement picks what choose_node, called again after each placement, picks."""
+    nodes = _mixed_nodes(30)
+    pending: dict[str, int] = {"n001": 2}
+    for decision in place_many(requirements, 45, nodes, dict(pending)):
+        expected = choose_node(requirements, nodes, pending)
+        assert decision.node == expected.node
+        if expected.node is not None:
+            assert decision.reason == expected.reason
+            shown = [c for c in expected.candidates if c.score is not None][:10]
+            assert [c for c in decision.candidates if c.score is not None] == shown
+            pending[expected.node] = pending.get(expected.node, 0) + 1
+
+
+def test_place_many_when_every_capable_node_is_overloaded() -> None:
+    nodes = [node("a", load_group="overloaded"), node("b", load_group="overloaded", load_1=2.0)]
+    pending: dict[str, int] = {}
+    for decision in place_many(ANY, 4, nodes, {}):
+        expected = choose_node(ANY, nodes, pending)
+        assert (decision.node, decision.reason, decision.candidates) == (expected.node, expected.reason,
+                                                                          expected.candidates)
+        pending[decision.node or ""] = pending.get(decision.node or "", 0) + 1
+
+
+def test_place_many_work_grows_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: N commands over N nodes filtered and scored every node for every command (N^2 scores,
+    plus an N-long candidate list per command). Now each node is filtered once and only the chosen
+    node is scored again; every decision lists at most PLACEMENT_CANDIDATES (10) of each kind."""
+    from mcp_bridge import routing
+
+    calls: Counter[str] = Counter()
+    for name in ("score_node", "_exclusion"):
+        real = getattr(routing, name)
+        monkeypatch.setattr(routing, name, lambda *a, _real=real, _name=name: (calls.update([_name]), _real(*a))[1])
+    nodes = _mixed_nodes(200)
+    decisions = place_many(ANY, 200, nodes, {})
+    capable = sum(1 for d in decisions[:1] for c in d.candidates if c.score is not None)
+    assert capable == 10
+    assert calls["_exclusion"] == 200  # once per node, not once per node and command
+    assert calls["score_node"] <= 200 + 200  # every capable node once, then the chosen one per command
+    assert all(len(d.candidates) <= 20 for d in decisions)
+
+
 # --- light commands -------------------------------------------------------------------------------
 
 LIGHT = frozenset({"ls", "cat", "wc", "head", "echo"})
