@@ -29,8 +29,12 @@ help:
 setup:
 	@./scripts/setup.sh
 
+# Importing Ansible makes a temporary folder under ANSIBLE_HOME: these one-liners get their own,
+# so neither `make test` nor `make demo` touches ~/.ansible just to name the image.
+LAB_PY := ANSIBLE_HOME=$(CURDIR)/.cache/make-ansible-home $(BIN)/python
+
 image: setup
-	@$(BIN)/python -c 'import jexida_lab; print("node image:", jexida_lab.ensure_image())'
+	@$(LAB_PY) -c 'import jexida_lab; print("node image:", jexida_lab.ensure_image())'
 
 demo: image
 	@./scripts/check-clean.sh start demo
@@ -49,7 +53,7 @@ sanity:
 
 # The scenarios run on the lab's node image (its tag follows the image recipe).
 molecule: image
-	$(TEST_ENV) $(MOLECULE_ENV) JEXIDA_NODE_IMAGE=$$($(BIN)/python -c 'import jexida_lab; print(jexida_lab.image_ref())') \
+	$(TEST_ENV) $(MOLECULE_ENV) JEXIDA_NODE_IMAGE=$$($(LAB_PY) -c 'import jexida_lab; print(jexida_lab.image_ref())') \
 		$(BIN)/molecule test --all
 
 # pytest exits 5 when a selection holds no test: that is not a failure here.
@@ -68,5 +72,5 @@ bench: image
 	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(BENCH_ARGS)
 
 clean-labs: setup
-	@for lab in $$($(BIN)/python -c 'import jexida_lab; print(" ".join(jexida_lab.list_labs()))'); do \
+	@for lab in $$($(LAB_PY) -c 'import jexida_lab; print(" ".join(jexida_lab.list_labs()))'); do \
 		$(BIN)/jexida lab down --name $$lab; done

@@ -51,6 +51,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     echo "$wanted" >"$stamp"
 fi
 
+# Ansible's own state (its temporary folders included) stays in the work folder too.
+export ANSIBLE_HOME=$WORK/ansible-home ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
+
 # Seed ansible-test's pip bootstrap cache (named after the pip version ansible-test pins).
 pip_version=$("$VENV/bin/python" -c '
 import types
@@ -65,7 +68,6 @@ cp scripts/get_pip_offline.py "$cache/get_pip_${pip_version//./_}.py"
 # Python path is not scanned, so only the installed copy can answer. The folder is removed
 # when every test passed and kept (its tests/output holds the reports) when one did not.
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/jexida-sanity.XXXXXX")
-export ANSIBLE_HOME=$WORK/ansible-home ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
 (cd "$OUT" && "$VENV/bin/ansible-galaxy" collection build "$ROOT" --output-path "$OUT/dist" >/dev/null)
 tarball=$(ls "$OUT"/dist/jexida-cluster-*.tar.gz)
 (cd "$OUT" && ANSIBLE_COLLECTIONS_PATH="$OUT/collections" \
