@@ -42,7 +42,7 @@ class NodeOps:
         return models.NodeInfo(
             name=node.name, host=node.host, port=node.port, user=node.user, tags=node.tags, active=node.active,
             health=node.health, groups=node.groups, jobs_in_flight=in_flight.get(node.name, 0),  # type: ignore[arg-type]
-            via=node.via,
+            via=node.via, execution_node=node.execution_node,
             facts=models.NodeFacts(**{k: v for k, v in node.facts.items() if k in known}),
         )
 
@@ -100,20 +100,23 @@ class NodeOps:
 
     def register_node(self, name: str, host: str, user: str = "jexida", ssh_port: int = 22,
                       tags: Sequence[str] = (), is_active: bool = True,
-                      extra_vars: dict[str, Any] | None = None, via: str | None = None) -> models.RegisterResult:
+                      extra_vars: dict[str, Any] | None = None, via: str | None = None,
+                      execution_node: str | None = None) -> models.RegisterResult:
         """Add or update a node in the registry (validated, atomic), then re-read the inventory.
 
         ``via`` names the bastion the node is reached through ("" removes it, None keeps what is stored)."""
         path = self.registry_path()
-        if via:
-            # Checked against the whole inventory before writing: a registry naming an unknown bastion
-            # would make every later inventory read fail.
-            try:
-                self.directory.get(via)
-            except NodeError as exc:
-                raise NodeError(f"'via': {exc}") from exc
+        for field, other in (("via", via), ("execution_node", execution_node)):
+            if other:
+                # Checked against the whole inventory before writing: a registry naming an unknown node
+                # would make every later inventory read fail.
+                try:
+                    self.directory.get(other)
+                except NodeError as exc:
+                    raise NodeError(f"'{field}': {exc}") from exc
         entry: dict[str, Any] = {"name": name, "host": host, "user": user, "port": ssh_port,
-                                 "tags": list(tags), "active": is_active, "via": via}
+                                 "tags": list(tags), "active": is_active, "via": via,
+                                 "execution_node": execution_node}
         existing = {n["name"] for n in registry.load_registry(str(path))}
         if extra_vars is None and name not in existing:
             extra_vars = self.default_connection_vars()
