@@ -287,4 +287,7 @@ def _probe_target(node: Node, ssh_defaults: Mapping[str, Any]) -> Any:
 
 def runner_inventory(nodes: Iterable[Node]) -> dict[str, Any]:
     """A per-call inventory holding only the target hosts, with their connection settings."""
-    return {"all": {"hosts": {node.name: dict(node.connection_vars) for node in nodes}}}
+    # A playbook gets the execution node's name (bootstrap registers it), not the entry the streamed runs use.
+    return {"all": {"hosts": {node.name: {**node.connection_vars,
+                                          **({EXECUTION_NODE_VAR: node.execution_node} if node.execution_node else {})}
+                              for node in nodes}}}
