@@ -167,8 +167,9 @@ async def test_a_canceled_call_stops_the_command_and_the_worker(exec_lab: ExecLa
 
         def left() -> tuple[list[str], list[str]]:
             behind, _ = _processes(exec_lab, f"^{marker}$")
-            workers = exec_lab.on_runner("pgrep -f 'ansible-runner worker|jexida-worker-guard' || true").split()
-            return behind, workers
+            # [a]/[j]: the pattern must not match the shell that runs pgrep
+            workers = exec_lab.on_runner("pgrep -af '[a]nsible-runner worker|[j]exida-worker-guard' || true")
+            return behind, workers.splitlines()
 
         running = await anyio.to_thread.run_sync(left)
         deadline = time.monotonic() + 10
