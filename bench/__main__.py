@@ -27,6 +27,7 @@ import anyio
 import yaml
 
 import jexida_lab as lab
+from bench.case_exec_node import case_exec_node
 from mcp_bridge import routing, settings
 from mcp_bridge.paths import state_dir
 
@@ -595,6 +596,8 @@ def main() -> int:
         case_job(report, bl, runs)
         case_light(report, bl, runs)
         case_routing(report, runs)
+        if not args.quick:
+            case_exec_node(report, runs)  # its own small lab (bench/case_exec_node.py)
         if not args.quick:
             case_memory(report, bl)
         if args.mitogen_venv:
