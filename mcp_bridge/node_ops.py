@@ -13,7 +13,7 @@ from ansible_collections.jexida.cluster.plugins.module_utils import registry
 
 from mcp_bridge import models, playbook_run
 from mcp_bridge.errors import JexidaError
-from mcp_bridge.nodes import Node, NodeError, runner_inventory
+from mcp_bridge.nodes import Node, NodeError, execution_node_entry, runner_inventory
 from mcp_bridge.paths import BOOTSTRAP_PLAYBOOK
 
 
@@ -151,6 +151,21 @@ class NodeOps:
         self.directory.invalidate()
         return removed
 
+    def _through_execution_node(self, node: Node) -> dict[str, Any]:
+        """A playbook reaches a node behind an execution node through it as a bastion (it allows jumps for
+        the probe anyway); bootstrap then registers the node with its execution node again, not `via`."""
+        if not node.execution_node:
+            return {}
+        from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import ViaError, via_connection_vars
+        from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import ansible_ssh_defaults
+
+        runner = self.directory.get(node.execution_node)
+        try:
+            hop = via_connection_vars(execution_node_entry(node), execution_node_entry(runner), ansible_ssh_defaults())
+        except ViaError as exc:
+            raise NodeError(f"node {node.name!r}: cannot reach it through its execution node: {exc}") from exc
+        return {"jexida_via": runner.name, "ansible_ssh_common_args": hop["ansible_ssh_common_args"]}
+
     def provision(self, name: str, dry_run: bool = True) -> models.ProvisionResult:
         """Run jexida.cluster.bootstrap for one registered node through ansible-runner."""
         node = self.directory.get(name)
@@ -158,7 +173,8 @@ class NodeOps:
         inventory = runner_inventory([node])
         # The role's settings recorded at registration (folders, a bastion's jump option) and the
         # bastion of a node behind one: a new run keeps them, and registers the node with `via` again.
-        inventory["all"]["hosts"][name].update(node.worker_vars, **({"jexida_via": node.via} if node.via else {}))
+        inventory["all"]["hosts"][name].update(node.worker_vars, **({"jexida_via": node.via} if node.via else {}),
+                                               **self._through_execution_node(node))
         outcome = playbook_run.run_playbook(
             playbook=str(BOOTSTRAP_PLAYBOOK), inventory=inventory, limit=name,
             extravars={"jexida_registry": str(self.registry_path()), "jexida_tags": node.tags},

@@ -11,12 +11,14 @@ process); node1 keeps its jump option only so the inventory can probe hidden1 th
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import anyio
 import pytest
 import yaml
 from conftest import run_bootstrap, write_jexida_config
-from mcp_client import bridge_client, bridge_session, call, structured
+from mcp_client import bridge_client, bridge_env, bridge_session, call, structured
 
 import jexida_lab as lab
 
@@ -179,3 +181,24 @@ async def test_a_canceled_call_stops_the_command_and_the_worker(exec_lab: ExecLa
         after = await structured(client, "offload_to", command="echo still-serving", node_id=hidden)
     assert running == ([], []), f"10 s after the cancel: {marker} on hidden1, workers on node1: {running}"
     assert after["stdout"].strip() == "still-serving"
+
+
+def test_jexida_provision_dry_run_reaches_the_node_through_its_execution_node(exec_lab: ExecLab,
+                                                                               tmp_path: Path) -> None:
+    """Registered as root with the admin key (as `jexida nodes add --user root` makes a fresh server): the
+    dry run of the bootstrap reaches hidden1 through node1 as a bastion and would register it unchanged."""
+    document = yaml.safe_load(exec_lab.registry.read_text())
+    for entry in document["nodes"]:
+        entry.update(user="root", vars={**entry["vars"], "ansible_ssh_private_key_file": exec_lab.status.admin_key})
+    registry = tmp_path / "nodes.yml"
+    registry.write_text(yaml.safe_dump(document))
+    config = write_jexida_config(tmp_path / "variant.jexida.yml", registry)
+    before = registry.read_text()
+    dry = subprocess.run([str(Path(sys.executable).parent / "jexida"), "provision", exec_lab.hidden.name,
+                          "--inventory", str(config), "--json"], capture_output=True, text=True, timeout=600,
+                         env=bridge_env(), check=False)
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-2000:]
+    tasks = {t["task"]: t["status"] for t in json.loads(dry.stdout)["tasks"]}
+    assert tasks["Check the bastion this node is reached through (jexida_via)"] == "ok", tasks
+    assert tasks["Create the worker user (no password, key login only)"] == "ok", tasks
+    assert registry.read_text() == before  # a dry run registers nothing
