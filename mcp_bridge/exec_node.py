@@ -142,14 +142,24 @@ def run_streamed(
         name: {**worker_side(connection, work_dir, files), "ansible_ssh_use_tty": False, "jexida_script": line}
         for name, (connection, line) in hosts.items()}}}
     key_file = _first(next(iter(hosts.values()))[0], _KEY_VARS)
-    ssh_key = Path(os.path.expanduser(str(key_file))).read_text() if key_file else None
     out_dir = runner_env.new_private_dir()
-    stream = transmit(runner_env.new_private_dir(), work_dir, files, inventory=inventory, host_pattern="all",
-                      module=module, module_args=module_args, forks=max(1, len(hosts)), timeout=timeout_s,
-                      **({"ssh_key": ssh_key} if ssh_key else {}))
+    try:
+        ssh_key = Path(os.path.expanduser(str(key_file))).read_text() if key_file else None
+        stream = transmit(runner_env.new_private_dir(), work_dir, files, inventory=inventory, host_pattern="all",
+                          module=module, module_args=module_args, forks=max(1, len(hosts)), timeout=timeout_s,
+                          **({"ssh_key": ssh_key} if ssh_key else {}))
+        argv = worker_command(runner, work_dir)
+    except OSError as exc:  # an unreadable key, no room for the job folder: a result, not a crash of the call
+        return StreamedRun(status="error", rc=None, duration_ms=int((time.monotonic() - started) * 1000),
+                           artifact_dir=str(out_dir), error=f"execution node {runner['name']!r}: cannot build the job: "
+                                                            f"{exc.strerror or exc} ({exc.filename or ''})")
     with tempfile.TemporaryFile() as ssh_errors:
-        worker = subprocess.Popen(worker_command(runner, work_dir), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=ssh_errors)
+        try:
+            worker = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=ssh_errors)
+        except OSError as exc:
+            return StreamedRun(status="error", rc=None, duration_ms=int((time.monotonic() - started) * 1000),
+                               artifact_dir=str(out_dir), error=f"execution node {runner['name']!r}: cannot run "
+                                                                f"ssh: {exc.strerror or exc}")
         gave_up = threading.Event()
         try:
             assert worker.stdin is not None

@@ -128,3 +128,20 @@ def test_a_call_runs_direct_and_streamed_groups_and_merges_them(monkeypatch: pyt
                                              result={"rc": 0})
     assert outcome.hosts["h2"].status == "unreachable" and "Connection refused" in outcome.hosts["h2"].msg
     assert outcome.runner_status == "error" and "Connection refused" in outcome.error
+
+
+def test_an_unreadable_key_is_a_result_naming_the_execution_node() -> None:
+    run = exec_node.run_streamed({"name": "e1", "host": "127.0.0.1", "vars": {}},
+                                 {"h1": (_conn("e1", key="/nonexistent/key"), "true")},
+                                 module="ansible.builtin.raw", module_args="true", timeout_s=5, on_event=lambda e: True)
+    assert run.status == "error" and run.error.startswith("execution node 'e1': cannot build the job"), run
+
+
+def test_an_execution_node_that_refuses_the_connection_says_so(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("not a key\n")
+    runner = {"name": "e1", "host": "127.0.0.1", "port": 1, "user": "nobody", "vars": {}, "worker_vars": {}}
+    run = exec_node.run_streamed(runner, {"h1": (_conn("e1", key=str(key)), "true")}, module="ansible.builtin.raw",
+                                 module_args="true", timeout_s=5, on_event=lambda e: True)
+    assert run.status == "error" and run.error.startswith("execution node 'e1': "), run
+    assert "Connection refused" in run.error, run.error
