@@ -145,3 +145,39 @@ def test_an_execution_node_that_refuses_the_connection_says_so(tmp_path: Path) -
                                  module_args="true", timeout_s=5, on_event=lambda e: True)
     assert run.status == "error" and run.error.startswith("execution node 'e1': "), run
     assert "Connection refused" in run.error, run.error
+
+
+def test_the_plugin_sets_the_host_var_and_gives_a_tag_group_its_execution_node(tmp_path: Path) -> None:
+    from test_via_unit import parse, write
+
+    config = write(tmp_path, """
+        plugin: jexida.cluster.jexida
+        probe: false
+        execution_nodes: {site2: e1}
+        nodes:
+          - {name: e1, host: 192.0.2.20, tags: [site2]}
+          - {name: w1, host: 10.30.0.7, tags: [site2]}
+          - {name: w2, host: 10.30.0.8, tags: [site2], execution_node: e2}
+          - {name: e2, host: 192.0.2.21}
+          - {name: w3, host: 10.30.0.9, execution_node: e2}
+          - {name: d1, host: 192.0.2.30}
+    """)
+    host_vars = {name: host.get_vars() for name, host in parse(config).hosts.items()}
+    assert {name: v.get("jexida_execution_node") for name, v in host_vars.items()} == {
+        "e1": None, "w1": "e1", "w2": "e2", "e2": None, "w3": "e2", "d1": None}
+    assert "ProxyCommand" not in str(host_vars["w1"].get("ansible_ssh_common_args"))  # the hop is the probe's only
+
+
+def test_a_local_execution_node_is_refused_by_the_plugin(tmp_path: Path) -> None:
+    from ansible.errors import AnsibleParserError
+    from test_via_unit import parse, write
+
+    config = write(tmp_path, """
+        plugin: jexida.cluster.jexida
+        probe: false
+        nodes:
+          - {name: e1, vars: {ansible_connection: local}}
+          - {name: w1, execution_node: e1}
+    """)
+    with pytest.raises(AnsibleParserError, match="'execution_node' names 'e1', which uses ansible_connection=local"):
+        parse(config)

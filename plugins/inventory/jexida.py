@@ -113,6 +113,12 @@ options:
     description: How many nodes are probed at the same time.
     type: int
     default: 64
+  execution_nodes:
+    description:
+      - An execution node for a group of nodes, by tag, e.g. V({site2: exec1}) - every node tagged
+        C(site2) gets C(execution_node: exec1), unless it names its own (or a C(via)). Checked like the field.
+    type: dict
+    default: {}
   thresholds:
     description:
       - Edges of the load groups (see the description). Keys left out keep their default.
@@ -213,6 +219,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
     RegistryError,
     check_via,
+    group_execution_nodes,
     node_where,
     validate_document,
     validate_nodes,
@@ -312,6 +319,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 )
             self._where.update({n["name"]: node_where(nodes_file, i, n) for i, n in enumerate(from_file, start=1)})
         try:
+            group_execution_nodes([*inline, *from_file], self.get_option("execution_nodes") or {}, path)
             # Only here are all nodes known: a registry node may name an inline bastion, and back.
             check_via([(inline_source, inline), *([(str(nodes_file), from_file)] if nodes_file else [])])
         except RegistryError as exc:
