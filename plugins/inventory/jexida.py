@@ -219,7 +219,6 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
     RegistryError,
     check_via,
-    group_execution_nodes,
     node_where,
     validate_document,
     validate_nodes,
@@ -232,7 +231,12 @@ from ansible_collections.jexida.cluster.plugins.plugin_utils.facts import (
     node_groups,
     reuse_cached,
 )
-from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import ViaError, apply_via, probe_targets
+from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import (
+    ViaError,
+    apply_via,
+    group_execution_nodes,
+    probe_targets,
+)
 from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import (
     ProbeSettings,
     ansible_ssh_defaults,
@@ -322,7 +326,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             group_execution_nodes([*inline, *from_file], self.get_option("execution_nodes") or {}, path)
             # Only here are all nodes known: a registry node may name an inline bastion, and back.
             check_via([(inline_source, inline), *([(str(nodes_file), from_file)] if nodes_file else [])])
-        except RegistryError as exc:
+        except (RegistryError, ViaError) as exc:
             raise AnsibleParserError(str(exc)) from exc
         return [*inline, *from_file]
 

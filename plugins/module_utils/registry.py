@@ -264,18 +264,6 @@ def check_via(sources: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], *, com
                                     f"reachable directly, or reach this node through {bastion['via']!r}")
 
 
-def group_execution_nodes(nodes: Sequence[dict[str, Any]], by_tag: Mapping[str, Any], source: str) -> None:
-    """Give each node tagged like a key of ``by_tag`` that execution node, in place (the inventory config's
-    ``execution_nodes``); a node's own ``execution_node`` or ``via`` wins, and an execution node keeps none."""
-    for tag, runner in by_tag.items():
-        if not isinstance(runner, str) or not _NAME_RE.match(runner):
-            raise RegistryError(f"{source}: execution_nodes: {tag!r} must map to a node name, got {runner!r}")
-        for node in nodes:
-            if (tag in node["tags"] and node["name"] != runner and not node.get("via")
-                    and not node.get("execution_node")):
-                node["execution_node"] = runner
-
-
 def validate_nodes(raw_list: Any, source: str) -> list[dict[str, Any]]:
     """Check a list of raw nodes (numbered from 1 in messages); names must be unique."""
     if raw_list is None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -125,6 +125,18 @@ def via_connection_vars(node: Mapping[str, Any], bastion: Mapping[str, Any],
         )
     host_vars["ansible_ssh_common_args"] = f"{common} {hop}" if common else hop
     return host_vars
+
+
+def group_execution_nodes(nodes: Sequence[dict[str, Any]], by_tag: Mapping[str, Any], source: str) -> None:
+    """Give each node tagged like a key of ``by_tag`` that execution node, in place (the inventory config's
+    ``execution_nodes``); a node's own ``execution_node`` or ``via`` wins, and an execution node keeps none."""
+    for tag, runner in by_tag.items():
+        if not isinstance(runner, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", runner):
+            raise ViaError(f"{source}: execution_nodes: {tag!r} must map to a node name, got {runner!r}")
+        for node in nodes:
+            if (tag in node["tags"] and node["name"] != runner and not node.get("via")
+                    and not node.get("execution_node")):
+                node["execution_node"] = runner
 
 
 def probe_through(target: ProbeTarget, runner: ProbeTarget) -> ProbeTarget:
