@@ -18,6 +18,8 @@ How a command travels (each step measured in bench/, see the README's performanc
   on the module's stdin: it travels inside the pipelined module, where no such limit applies.
 - Ansible itself is warm when the bridge started the warm server (mcp_bridge/warm/): the call
   is handed to a pre-imported Ansible instead of starting and importing a new one.
+- Hosts whose node names an execution node run there instead (mcp_bridge/exec_node.py): the
+  same inventory, module and events, streamed through ansible-runner transmit/worker/process.
 """
 
 from __future__ import annotations
