@@ -119,7 +119,8 @@ def worker_command(runner: Mapping[str, Any], work_dir: str) -> list[str]:
     target = node_probe.target_for_node(runner, node_probe.ansible_ssh_defaults())
     venv = str((runner.get("worker_vars") or {}).get("jexida_worker_runner_venv") or settings.EXEC_NODE_VENV)
     argv = node_probe.ssh_command(target, target.addresses[0], settings.EXEC_NODE_CONNECT_TIMEOUT_S)
-    remote = (f"PATH={shlex.quote(venv)}/bin:$PATH exec {shlex.quote(venv)}/bin/jexida-worker-guard "
+    bin_dir = shlex.quote(f"{venv}/bin")
+    remote = (f"PATH={bin_dir}:$PATH exec {bin_dir}/python3 {bin_dir}/jexida-worker-guard "
               f"--private-data-dir {shlex.quote(work_dir)} --delete")
     return [*argv[:-1], remote]
 

@@ -87,8 +87,9 @@ def test_the_worker_command_logs_in_as_ansible_would_and_starts_the_guard() -> N
               "vars": {"ansible_ssh_private_key_file": "/keys/c"}, "worker_vars": {}}
     argv = exec_node.worker_command(runner, "/tmp/jexida-worker-x")
     assert argv[0] == "ssh" and "Port=2222" in argv and 'User="jexida"' in argv and "192.0.2.5" in argv
-    assert argv[-1] == (f"PATH={settings.EXEC_NODE_VENV}/bin:$PATH exec {settings.EXEC_NODE_VENV}/bin/"
-                        "jexida-worker-guard --private-data-dir /tmp/jexida-worker-x --delete")
+    bin_dir = f"{settings.EXEC_NODE_VENV}/bin"
+    assert argv[-1] == (f"PATH={bin_dir}:$PATH exec {bin_dir}/python3 {bin_dir}/jexida-worker-guard "
+                        "--private-data-dir /tmp/jexida-worker-x --delete")
 
 
 def test_the_roles_venv_default_is_the_bridges() -> None:

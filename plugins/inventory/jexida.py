@@ -115,8 +115,8 @@ options:
     default: 64
   execution_nodes:
     description:
-      - An execution node for a group of nodes, by tag, e.g. V({site2: exec1}) - every node tagged
-        C(site2) gets C(execution_node: exec1), unless it names its own (or a C(via)). Checked like the field.
+      - "An execution node for a group of nodes, by tag, e.g. V({site2: exec1}): every node tagged
+        C(site2) gets C(execution_node: exec1), unless it names its own (or a C(via)). Checked like the field."
     type: dict
     default: {}
   thresholds:

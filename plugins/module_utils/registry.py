@@ -45,8 +45,8 @@ except ImportError:
 else:
     YAML_IMPORT_ERROR = None
 
-NODE_KEYS: tuple[str, ...] = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts", "via",
-                             "execution_node")
+NODE_KEYS: tuple[str, ...] = (
+    "name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts", "via", "execution_node")
 DEFAULT_USER = "jexida"
 DEFAULT_PORT = 22
 
