@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from bench import cases_fanout, cases_inproc, cases_single
+from bench.case_exec_node import case_exec_node
 from bench.common import REPO_ROOT
 from bench.context import Case, Context
 from bench.lab import bring_down, bring_up
@@ -31,6 +32,8 @@ CASES: list[Case] = [
     Case("light", cases_single.case_light),
     Case("routing", cases_inproc.case_routing, needs_lab=False),
     Case("simulated", cases_inproc.case_simulated, needs_lab=False),
+    # Its own small lab (an execution node, a bastion and a worker hidden behind them).
+    Case("exec_node", lambda ctx: case_exec_node(ctx.report, ctx.runs), needs_lab=False, in_quick=False),
     Case("memory", cases_single.case_memory, in_quick=False),
     Case("mitogen", cases_fanout.case_mitogen),  # only with --mitogen-venv
 ]

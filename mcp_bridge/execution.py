@@ -18,20 +18,24 @@ How a command travels (each step measured in bench/, see the README's performanc
   on the module's stdin: it travels inside the pipelined module, where no such limit applies.
 - Ansible itself is warm when the bridge started the warm server (mcp_bridge/warm/): the call
   is handed to a pre-imported Ansible instead of starting and importing a new one.
+- Hosts whose node names an execution node run there instead (mcp_bridge/exec_node.py): the
+  same inventory, module and events, streamed through ansible-runner transmit/worker/process.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import ansible_runner
 
-from mcp_bridge import runner_env, settings
+from mcp_bridge import exec_node, runner_env, settings
 from mcp_bridge.execution_scripts import (
     BEGIN_MARKER,
     MAX_EVENT_RES,
@@ -153,6 +157,21 @@ def _host_result(event: str, host: str, res: Mapping[str, Any]) -> HostResult:
     )
 
 
+def _collector(results: dict[str, HostResult],
+               on_host: Callable[[str, HostResult], None] | None) -> Callable[[dict[str, Any]], bool]:
+    """ansible-runner's event handler: each host's result into ``results``, and ``on_host`` told."""
+    def on_event(event: dict[str, Any]) -> bool:
+        name = event.get("event", "")
+        if name in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
+            data = event.get("event_data", {})
+            host = str(data.get("host", ""))
+            results[host] = _host_result(name, host, data.get("res", {}) or {})
+            if on_host is not None:
+                on_host(host, results[host])
+        return True
+    return on_event
+
+
 def run_module(
     *,
     inventory: str | Mapping[str, Any],
@@ -172,17 +191,7 @@ def run_module(
     """
     private_dir = runner_env.new_private_dir()
     results: dict[str, HostResult] = {}
-
-    def on_event(event: dict[str, Any]) -> bool:
-        name = event.get("event", "")
-        if name in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
-            data = event.get("event_data", {})
-            host = str(data.get("host", ""))
-            results[host] = _host_result(name, host, data.get("res", {}) or {})
-            if on_host is not None:
-                on_host(host, results[host])
-        return True
-
+    on_event = _collector(results, on_host)
     envvars = ansible_envvars()
     how: dict[str, Any] = {"module": module, "module_args": module_args, "host_pattern": host_pattern,
                            "envvars": envvars}
@@ -209,10 +218,7 @@ def run_module(
                           duration_ms=int((time.monotonic() - started) * 1000),
                           artifact_dir=str(private_dir / "artifacts" / "run"), error=f"cannot start Ansible: {exc}")
     duration_ms = int((time.monotonic() - started) * 1000)
-    if runner.status == "timeout":
-        for host, result in results.items():
-            if result.status == "failed":
-                results[host].status = "timeout"
+    _mark_timeouts(str(runner.status), results)
     runner_env.rotate_runner_dirs(private_dir.parent)
     return RunOutcome(
         hosts=results,
@@ -221,6 +227,13 @@ def run_module(
         duration_ms=duration_ms,
         artifact_dir=str(private_dir / "artifacts" / "run"),
     )
+
+
+def _mark_timeouts(status: str, results: dict[str, HostResult]) -> None:
+    if status == "timeout":
+        for result in results.values():
+            if result.status == "failed":
+                result.status = "timeout"
 
 
 def _is_local(connection: Mapping[str, Any]) -> bool:
@@ -237,20 +250,60 @@ def run_scripts(
     """Run a node-side line on each host (name -> (connection vars, line)), all in ONE Ansible run.
 
     The line is the host variable ``jexida_script`` of the per-call inventory; names that share a
-    node are aliases of it and share its ControlPersist connection."""
+    node are aliases of it and share its ControlPersist connection. Hosts behind an execution
+    node run there instead, one streamed run per execution node, beside the direct run."""
+    groups = exec_node.split_hosts(hosts)
+    if set(groups) != {("", "")}:
+        return _run_groups(groups, timeout_s=timeout_s, on_host=on_host, give_up=give_up)
     inventory = {"all": {"hosts": {
         # use_tty off as a host var: it beats the person's inventory and ANSIBLE_SSH_USETTY.
         name: {**dict(connection), "ansible_ssh_use_tty": False, "jexida_script": line}
         for name, (connection, line) in hosts.items()
     }}}
-    module = os.environ.get(settings.NODE_MODULE_ENV, "raw").strip().lower()
-    fits = max((len(line.encode()) for _, line in hosts.values()), default=0) <= RAW_SCRIPT_LIMIT
-    if module == "raw" and fits:
-        name, args = "ansible.builtin.raw", RAW_ARGS
-    else:
-        name, args = "ansible.builtin.shell", STDIN_ARGS
+    name, args = _module_for(hosts)
     return run_module(inventory=inventory, host_pattern="all", module=name, module_args=args, timeout_s=timeout_s,
                       forks=max(1, len(hosts)), on_host=on_host, give_up=give_up)
+
+
+def _module_for(hosts: Mapping[str, tuple[Mapping[str, Any], str]]) -> tuple[str, str]:
+    module = os.environ.get(settings.NODE_MODULE_ENV, "raw").strip().lower()
+    fits = max((len(line.encode()) for _, line in hosts.values()), default=0) <= RAW_SCRIPT_LIMIT
+    return ("ansible.builtin.raw", RAW_ARGS) if module == "raw" and fits else ("ansible.builtin.shell", STDIN_ARGS)
+
+
+def _run_groups(groups: Mapping[tuple[str, str], Mapping[str, tuple[Mapping[str, Any], str]]], *,
+                timeout_s: int | None, on_host: Callable[[str, HostResult], None] | None,
+                give_up: Callable[[], bool] | None) -> RunOutcome:
+    """The direct hosts and each execution node's hosts at the same time; one outcome for the call."""
+    lock = threading.Lock()
+
+    def told(host: str, result: HostResult) -> None:
+        if on_host is not None:
+            with lock:  # streamed runs report from their own threads
+                on_host(host, result)
+
+    def one(key: tuple[str, str]) -> RunOutcome:
+        hosts = groups[key]
+        if key == ("", ""):
+            return run_scripts(hosts, timeout_s=timeout_s, on_host=told, give_up=give_up)
+        results: dict[str, HostResult] = {}
+        runner = next(iter(hosts.values()))[0][exec_node.EXECUTION_NODE_VAR]
+        module, args = _module_for(hosts)
+        run = exec_node.run_streamed(runner, hosts, module=module, module_args=args, timeout_s=timeout_s,
+                                     on_event=_collector(results, told), give_up=give_up)
+        _mark_timeouts(run.status, results)
+        for host in hosts:
+            if host not in results and run.error:  # the execution node itself failed: say so per host
+                results[host] = HostResult(host=host, status="unreachable", msg=run.error)
+        return RunOutcome(hosts=results, runner_status=run.status, runner_rc=run.rc, duration_ms=run.duration_ms,
+                          artifact_dir=run.artifact_dir, error=run.error)
+
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        outcomes = list(pool.map(one, list(groups)))
+    worst = next((o for o in outcomes if o.runner_status not in ("successful",)), outcomes[0])
+    return RunOutcome(hosts={h: r for o in outcomes for h, r in o.hosts.items()}, runner_status=worst.runner_status,
+                      runner_rc=worst.runner_rc, duration_ms=max(o.duration_ms for o in outcomes),
+                      artifact_dir=outcomes[0].artifact_dir, error="; ".join(o.error for o in outcomes if o.error))
 
 
 def _controller_timeout(timeout_s: int) -> int | None:

@@ -94,6 +94,8 @@ class NodeInfo(BaseModel):
     groups: list[str]
     jobs_in_flight: int = Field(0, description="commands this bridge is running there now")
     via: str | None = Field(None, description="the bastion node this node is reached through, if any")
+    execution_node: str | None = Field(None, description="the node that runs this node's commands "
+                                                         "(ansible-runner worker), if any")
     facts: NodeFacts
 
 

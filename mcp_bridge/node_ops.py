@@ -13,7 +13,7 @@ from ansible_collections.jexida.cluster.plugins.module_utils import registry
 
 from mcp_bridge import models, playbook_run
 from mcp_bridge.errors import JexidaError
-from mcp_bridge.nodes import Node, NodeError, runner_inventory
+from mcp_bridge.nodes import Node, NodeError, execution_node_entry, runner_inventory
 from mcp_bridge.paths import BOOTSTRAP_PLAYBOOK
 
 
@@ -42,7 +42,7 @@ class NodeOps:
         return models.NodeInfo(
             name=node.name, host=node.host, port=node.port, user=node.user, tags=node.tags, active=node.active,
             health=node.health, groups=node.groups, jobs_in_flight=in_flight.get(node.name, 0),  # type: ignore[arg-type]
-            via=node.via,
+            via=node.via, execution_node=node.execution_node,
             facts=models.NodeFacts(**{k: v for k, v in node.facts.items() if k in known}),
         )
 
@@ -100,20 +100,23 @@ class NodeOps:
 
     def register_node(self, name: str, host: str, user: str = "jexida", ssh_port: int = 22,
                       tags: Sequence[str] = (), is_active: bool = True,
-                      extra_vars: dict[str, Any] | None = None, via: str | None = None) -> models.RegisterResult:
+                      extra_vars: dict[str, Any] | None = None, via: str | None = None,
+                      execution_node: str | None = None) -> models.RegisterResult:
         """Add or update a node in the registry (validated, atomic), then re-read the inventory.
 
         ``via`` names the bastion the node is reached through ("" removes it, None keeps what is stored)."""
         path = self.registry_path()
-        if via:
-            # Checked against the whole inventory before writing: a registry naming an unknown bastion
-            # would make every later inventory read fail.
-            try:
-                self.directory.get(via)
-            except NodeError as exc:
-                raise NodeError(f"'via': {exc}") from exc
+        for field, other in (("via", via), ("execution_node", execution_node)):
+            if other:
+                # Checked against the whole inventory before writing: a registry naming an unknown node
+                # would make every later inventory read fail.
+                try:
+                    self.directory.get(other)
+                except NodeError as exc:
+                    raise NodeError(f"'{field}': {exc}") from exc
         entry: dict[str, Any] = {"name": name, "host": host, "user": user, "port": ssh_port,
-                                 "tags": list(tags), "active": is_active, "via": via}
+                                 "tags": list(tags), "active": is_active, "via": via,
+                                 "execution_node": execution_node}
         existing = {n["name"] for n in registry.load_registry(str(path))}
         if extra_vars is None and name not in existing:
             extra_vars = self.default_connection_vars()
@@ -148,6 +151,21 @@ class NodeOps:
         self.directory.invalidate()
         return removed
 
+    def _through_execution_node(self, node: Node) -> dict[str, Any]:
+        """A playbook reaches a node behind an execution node through it as a bastion (it allows jumps for
+        the probe anyway); bootstrap then registers the node with its execution node again, not `via`."""
+        if not node.execution_node:
+            return {}
+        from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import ViaError, via_connection_vars
+        from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import ansible_ssh_defaults
+
+        runner = self.directory.get(node.execution_node)
+        try:
+            hop = via_connection_vars(execution_node_entry(node), execution_node_entry(runner), ansible_ssh_defaults())
+        except ViaError as exc:
+            raise NodeError(f"node {node.name!r}: cannot reach it through its execution node: {exc}") from exc
+        return {"jexida_via": runner.name, "ansible_ssh_common_args": hop["ansible_ssh_common_args"]}
+
     def provision(self, name: str, dry_run: bool = True) -> models.ProvisionResult:
         """Run jexida.cluster.bootstrap for one registered node through ansible-runner."""
         node = self.directory.get(name)
@@ -155,7 +173,8 @@ class NodeOps:
         inventory = runner_inventory([node])
         # The role's settings recorded at registration (folders, a bastion's jump option) and the
         # bastion of a node behind one: a new run keeps them, and registers the node with `via` again.
-        inventory["all"]["hosts"][name].update(node.worker_vars, **({"jexida_via": node.via} if node.via else {}))
+        inventory["all"]["hosts"][name].update(node.worker_vars, **({"jexida_via": node.via} if node.via else {}),
+                                               **self._through_execution_node(node))
         outcome = playbook_run.run_playbook(
             playbook=str(BOOTSTRAP_PLAYBOOK), inventory=inventory, limit=name,
             extravars={"jexida_registry": str(self.registry_path()), "jexida_tags": node.tags},

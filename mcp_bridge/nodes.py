@@ -58,6 +58,9 @@ class Node:
     job_dir: str  # where the role put the node's job folders and logs
     log_dir: str
     via: str | None = None  # the bastion this node is reached through (its hop is in connection_vars)
+    # The node that runs this node's commands (ansible-runner worker); its connection is in
+    # connection_vars["jexida_execution_node"] (mcp_bridge/exec_node.py reads it).
+    execution_node: str | None = None
     # The role's settings recorded for the node (jexida_worker_*): a new provision keeps them.
     worker_vars: dict[str, Any] = field(default_factory=dict)
 
@@ -164,9 +167,27 @@ def load_snapshot(source: str, *, use_cache: bool = False) -> Snapshot:
             job_dir=job_dir,
             log_dir=log_dir,
             via=str(hostvars["jexida_via"]) if hostvars.get("jexida_via") else None,
+            execution_node=str(hostvars["jexida_execution_node"]) if hostvars.get("jexida_execution_node") else None,
             worker_vars={k: _plain(v) for k, v in hostvars.items() if k.startswith("jexida_worker_")},
         )
+    for node in nodes.values():
+        if node.execution_node:
+            runner = nodes.get(node.execution_node)
+            if runner is None or runner.execution_node:
+                raise InventoryError(f"node {node.name!r}: jexida_execution_node={node.execution_node!r} must name "
+                                     f"another node of {source}, reached directly")
+            node.connection_vars[EXECUTION_NODE_VAR] = execution_node_entry(runner)
     return Snapshot(nodes=nodes, taken_at=time.monotonic(), source=source, inventory=inventory)
+
+
+EXECUTION_NODE_VAR = "jexida_execution_node"
+
+
+def execution_node_entry(runner: Node) -> dict[str, Any]:
+    """How to reach an execution node, in the registry's node shape (what probe.target_for_node reads)."""
+    connection = {k: v for k, v in runner.connection_vars.items() if k not in ("ansible_port", "ansible_user")}
+    return {"name": runner.name, "host": str(connection.pop("ansible_host", runner.host)), "port": runner.port,
+            "user": runner.user, "vars": connection, "worker_vars": dict(runner.worker_vars)}
 
 
 class NodeDirectory:
@@ -218,6 +239,11 @@ class NodeDirectory:
         bastion = self.snapshot().nodes.get(node.via) if node.via else None
         if bastion is not None:
             target = replace(target, jump=_probe_target(bastion, defaults))
+        runner = self.snapshot().nodes.get(node.execution_node) if node.execution_node else None
+        if runner is not None:
+            from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import probe_through
+
+            target = probe_through(target, _probe_target(runner, defaults))
         facts = node_probe.probe_node(target, node_probe.ProbeSettings())
         with self._lock:
             node.facts = {**node.facts, **{k: v for k, v in facts.items() if k != "load_group"}}
@@ -261,4 +287,7 @@ def _probe_target(node: Node, ssh_defaults: Mapping[str, Any]) -> Any:
 
 def runner_inventory(nodes: Iterable[Node]) -> dict[str, Any]:
     """A per-call inventory holding only the target hosts, with their connection settings."""
-    return {"all": {"hosts": {node.name: dict(node.connection_vars) for node in nodes}}}
+    # A playbook gets the execution node's name (bootstrap registers it), not the entry the streamed runs use.
+    return {"all": {"hosts": {node.name: {**node.connection_vars,
+                                          **({EXECUTION_NODE_VAR: node.execution_node} if node.execution_node else {})}
+                              for node in nodes}}}

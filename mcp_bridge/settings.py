@@ -44,6 +44,12 @@ RUNNER_ROTATE_EVERY = 20  # runs between two clean-ups of those folders
 # How often ansible-runner looks at a call's timeout and give-up while Ansible prints nothing
 # (its own default is 5 s, so a timeout or cancel could act 5 s late).
 RUNNER_POLL_S = 0.25
+# Execution nodes (mcp_bridge/exec_node.py): the venv the role's jexida_worker_execution_node
+# makes there (ansible-core, ansible-runner and the guard; the role's default is checked against
+# this in tests), and where each streamed call's worker folder goes (removed after the call).
+EXEC_NODE_VENV = "/opt/jexida-runner"
+EXEC_NODE_WORK_DIR = "/tmp"
+EXEC_NODE_CONNECT_TIMEOUT_S = 10  # ssh to the execution node
 # The warm Ansible (mcp_bridge/warm/): on in `jexida serve` unless this variable says off.
 WARM_ANSIBLE_ENV = "JEXIDA_WARM_ANSIBLE"
 # Which Ansible module carries the node-side script: raw (default) or shell (the way before raw,

@@ -136,7 +136,8 @@ def cmd_nodes(args: argparse.Namespace, cluster_of: ClusterFactory) -> int:
         return 0 if check.reachable and check.job_dirs_writable is not False else 1
     if args.nodes_command == "add":
         registered = cluster.register_node(args.name, args.host, args.user, args.port, tags(args.tags),
-                                           not args.inactive, via=args.via)
+                                           not args.inactive, via=args.via,
+                                           execution_node=args.execution_node)
         if args.json:
             print_json(registered.model_dump())
         else:
@@ -201,6 +202,8 @@ def register(sub: argparse._SubParsersAction, common: Callable[[argparse.Argumen
     add.add_argument("--tags", help="comma-separated")
     add.add_argument("--inactive", action="store_true")
     add.add_argument("--via", metavar="NODE", help="reach it through this node, a bastion ('' removes it)")
+    add.add_argument("--execution-node", metavar="NODE",
+                     help="run its commands on this node with ansible-runner worker ('' removes it)")
     common(nodes_sub.add_parser("remove", help="remove a node from the registry")).add_argument("name")
     nodes.set_defaults(func=cmd_nodes)
 

@@ -65,10 +65,14 @@ def register(server: MCPServer, cluster: Cluster) -> None:
         is_active: Annotated[bool, Field(description="Take part in routing")] = True,
         via: Annotated[str | None, Field(description="The node (a bastion) this node is reached through; "
                                                      "an empty string removes it, leaving it out keeps it")] = None,
+        execution_node: Annotated[str | None, Field(
+            description="The node that runs this node's commands (an execution node: ansible-runner worker); "
+                        "an empty string removes it, leaving it out keeps it")] = None,
     ) -> Annotated[CallToolResult, models.RegisterResult]:
         """Add a node to the registry, or update it (by name). The write is validated and atomic; a new node is
         reached with the controller key (through the bastion named by `via`, if any)."""
-        return await core(lambda: cluster.register_node(name, host, user, ssh_port, tags or [], is_active, via=via))
+        return await core(lambda: cluster.register_node(name, host, user, ssh_port, tags or [], is_active, via=via,
+                                                         execution_node=execution_node))
 
     @server.tool(name="provision_worker_node", title="Bootstrap a node",
                  annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,

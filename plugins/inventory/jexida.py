@@ -32,6 +32,10 @@ description:
     its ControlPersist master when up, so Ansible, the probe, the jexida bridge and bootstrap all go through
     it. Not C(ProxyJump): its hop sees no C(-o) option of the command line, only ssh_config files. The
     probe error of such a node says whether the bastion answered (C(bastion 'b1' is unreachable: ...))."
+  - "A node with C(execution_node: <node>) has its commands and jobs run by that node with ansible-runner's
+    streaming interface (the jexida bridge). The plugin sets C(jexida_execution_node) and probes the node
+    with the execution node as an ssh hop, so the execution node needs C(jexida_worker_allow_jump).
+    Plain C(ansible) does not use it."
   - A node that cannot be probed (timeout, refused, authentication failure, garbage output)
     is listed with C(jexida_facts.reachable=false) and C(jexida_facts.error); the inventory
     never fails because of a node.
@@ -70,7 +74,7 @@ options:
   nodes:
     description:
       - Nodes written inline, in the node registry's format (C(name) required; C(host), C(port),
-        C(user), C(tags), C(active), C(vars), C(fallback_hosts), C(via)).
+        C(user), C(tags), C(active), C(vars), C(fallback_hosts), C(via), C(execution_node)).
       - Merged with the nodes of O(nodes_file). A name present in both is an error, so each
         node is described in exactly one place.
     type: list
@@ -109,6 +113,12 @@ options:
     description: How many nodes are probed at the same time.
     type: int
     default: 64
+  execution_nodes:
+    description:
+      - "An execution node for a group of nodes, by tag, e.g. V({site2: exec1}): every node tagged
+        C(site2) gets C(execution_node: exec1), unless it names its own (or a C(via)). Checked like the field."
+    type: dict
+    default: {}
   thresholds:
     description:
       - Edges of the load groups (see the description). Keys left out keep their default.
@@ -221,7 +231,12 @@ from ansible_collections.jexida.cluster.plugins.plugin_utils.facts import (
     node_groups,
     reuse_cached,
 )
-from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import ViaError, apply_via, probe_targets
+from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import (
+    ViaError,
+    apply_via,
+    group_execution_nodes,
+    probe_targets,
+)
 from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import (
     ProbeSettings,
     ansible_ssh_defaults,
@@ -308,9 +323,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 )
             self._where.update({n["name"]: node_where(nodes_file, i, n) for i, n in enumerate(from_file, start=1)})
         try:
+            group_execution_nodes([*inline, *from_file], self.get_option("execution_nodes") or {}, path)
             # Only here are all nodes known: a registry node may name an inline bastion, and back.
             check_via([(inline_source, inline), *([(str(nodes_file), from_file)] if nodes_file else [])])
-        except RegistryError as exc:
+        except (RegistryError, ViaError) as exc:
             raise AnsibleParserError(str(exc)) from exc
         return [*inline, *from_file]
 
@@ -401,8 +417,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.set_variable(name, "ansible_user", node["user"])
             self.inventory.set_variable(name, "jexida_tags", list(node["tags"]))
             self.inventory.set_variable(name, "jexida_active", node["active"])
-            if node.get("via"):
-                self.inventory.set_variable(name, "jexida_via", node["via"])
+            for field in ("via", "execution_node"):
+                if node.get(field):
+                    self.inventory.set_variable(name, f"jexida_{field}", node[field])
             self.inventory.set_variable(name, "jexida_facts", node_facts)
             for raw in node_groups(node, node_facts, probed=probing and node["active"]):
                 group = self._sanitize_group_name(raw)

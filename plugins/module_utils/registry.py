@@ -16,6 +16,7 @@ Shared by the ``jexida.cluster.jexida`` inventory plugin (which only reads it), 
         vars: {}              # extra host vars, default {}
         fallback_hosts: []    # tried in order when host does not answer, default []
         via: bastion1         # another node (reached directly) this one is reached through, default none
+        execution_node: exec1 # another node that runs this one's commands (ansible-runner worker), default none
 
 Writers never lose each other's updates: every change re-reads the file under an
 exclusive ``flock`` on ``<path>.lock`` and replaces the file atomically.
@@ -44,7 +45,8 @@ except ImportError:
 else:
     YAML_IMPORT_ERROR = None
 
-NODE_KEYS: tuple[str, ...] = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts", "via")
+NODE_KEYS: tuple[str, ...] = (
+    "name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts", "via", "execution_node")
 DEFAULT_USER = "jexida"
 DEFAULT_PORT = 22
 
@@ -61,6 +63,7 @@ RESERVED_VARS: dict[str, str] = {
     "jexida_active": "set the node's 'active' field instead",
     "jexida_facts": "it is filled in by the inventory plugin",
     "jexida_via": "set the node's 'via' field instead",
+    "jexida_execution_node": "set the node's 'execution_node' field instead",
 }
 
 HEADER = (
@@ -194,6 +197,14 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
     if via == name:
         raise RegistryError(f"{where}: 'via' names the node itself; a node cannot be its own bastion: "
                             f"remove 'via' or name the node it is reached through")
+    execution_node = raw.get("execution_node") or None
+    if execution_node is not None and (not isinstance(execution_node, str) or not _NAME_RE.match(execution_node)
+                                       or execution_node == name):
+        raise RegistryError(f"{where}: 'execution_node' must be the name of another node (the one that runs this "
+                            f"node's commands), got {_type_name(execution_node)} {execution_node!r}")
+    if execution_node and via:
+        raise RegistryError(f"{where}: 'via' and 'execution_node' both say how the node is reached; use one of them "
+                            f"(an execution node reaches its workers itself)")
 
     # Keep the loader's own string objects (they may carry Ansible's trust tags).
     return {
@@ -206,6 +217,7 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
         "vars": dict(host_vars),
         "fallback_hosts": list(fallbacks),
         **({"via": via} if via else {}),  # only when set: nodes without a bastion keep their old shape
+        **({"execution_node": execution_node} if execution_node else {}),
     }
 
 
@@ -225,6 +237,17 @@ def check_via(sources: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], *, com
     by_name = {node["name"]: node for _source, nodes in sources for node in nodes}
     for source, nodes in sources:
         for index, node in enumerate(nodes, start=1):
+            runner = node.get("execution_node")
+            if runner:
+                # One level, like a bastion: the execution node is reached from the controller itself.
+                other = by_name.get(runner)
+                if other is None and complete:
+                    raise RegistryError(f"{node_where(source, index, node)}: 'execution_node' names {runner!r}, which "
+                                        f"is not a node of this inventory (nodes: {', '.join(sorted(by_name))})")
+                if other is not None and (other.get("execution_node") or other.get("via")):
+                    raise RegistryError(f"{node_where(source, index, node)}: 'execution_node' names {runner!r}, which "
+                                        f"is itself reached through another node; an execution node must be reached "
+                                        f"directly from the controller")
             via = node.get("via")
             if not via:
                 continue
@@ -398,12 +421,13 @@ def remove_node(path: str, name: str, *, dry_run: bool = False) -> bool:
         kept = [node for node in nodes if node["name"] != name]
         if len(kept) == len(nodes):
             return False
-        behind = sorted(node["name"] for node in kept if node.get("via") == name)
-        if behind:
-            raise RegistryError(
-                f"{path}: node {name!r} is the bastion of {', '.join(repr(n) for n in behind)} ('via: {name}'); "
-                f"remove those nodes or change their 'via' first"
-            )
+        for field, role in (("via", "bastion"), ("execution_node", "execution node")):
+            behind = sorted(node["name"] for node in kept if node.get(field) == name)
+            if behind:
+                raise RegistryError(
+                    f"{path}: node {name!r} is the {role} of {', '.join(repr(n) for n in behind)} ('{field}: {name}'); "
+                    f"remove those nodes or change their '{field}' first"
+                )
         if not dry_run:
             _atomic_write(path, dump_registry(kept))
         return True

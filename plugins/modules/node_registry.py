@@ -85,6 +85,13 @@ options:
       - The bastion must be another node of the inventory, itself reached directly (no chains).
       - An empty string removes it. Left out, the stored value stays (none for a new node).
     type: str
+  execution_node:
+    description:
+      - The name of the node (an execution node, made with C(jexida_worker_execution_node=true)) that runs
+        this node's commands with C(ansible-runner worker); the bridge streams them through it.
+      - Another node of the inventory, reached directly; not together with O(via).
+      - An empty string removes it. Left out, the stored value stays (none for a new node).
+    type: str
   state:
     description:
       - V(present) adds or updates the node, V(absent) removes it.
@@ -158,7 +165,7 @@ from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
     upsert_node,
 )
 
-NODE_OPTIONS = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts", "via")
+NODE_OPTIONS = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts", "via", "execution_node")
 
 
 def _stored(path: str, name: str) -> dict[str, Any] | None:
@@ -178,6 +185,7 @@ def main() -> None:
             "vars": {"type": "dict"},
             "fallback_hosts": {"type": "list", "elements": "str"},
             "via": {"type": "str"},
+            "execution_node": {"type": "str"},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         },
         supports_check_mode=True,

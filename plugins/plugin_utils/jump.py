@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -127,6 +127,29 @@ def via_connection_vars(node: Mapping[str, Any], bastion: Mapping[str, Any],
     return host_vars
 
 
+def group_execution_nodes(nodes: Sequence[dict[str, Any]], by_tag: Mapping[str, Any], source: str) -> None:
+    """Give each node tagged like a key of ``by_tag`` that execution node, in place (the inventory config's
+    ``execution_nodes``); a node's own ``execution_node`` or ``via`` wins, and an execution node keeps none."""
+    for tag, runner in by_tag.items():
+        if not isinstance(runner, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", runner):
+            raise ViaError(f"{source}: execution_nodes: {tag!r} must map to a node name, got {runner!r}")
+        for node in nodes:
+            if (tag in node["tags"] and node["name"] != runner and not node.get("via")
+                    and not node.get("execution_node")):
+                node["execution_node"] = runner
+
+
+def probe_through(target: ProbeTarget, runner: ProbeTarget) -> ProbeTarget:
+    """The probe target of a node behind an execution node: the same probe, with the execution node as a hop.
+
+    Only the probe takes this path (one ssh round trip, no ansible-runner in the inventory
+    plugin); commands and jobs run ON the execution node (mcp_bridge/exec_node.py). So the
+    execution node must allow jumps to its workers' sshd (jexida_worker_allow_jump).
+    """
+    hop = ("-o", "ProxyCommand=" + proxy_command(runner))
+    return replace(target, common_args=(*target.common_args, *hop), jump=runner)
+
+
 Render = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
@@ -140,6 +163,13 @@ def apply_via(nodes: list[dict[str, Any]], render: Render, ssh_defaults: Mapping
     """
     by_name = {node["name"]: node for node in nodes}
     for node in nodes:
+        runner = node.get("execution_node")
+        if runner:
+            target = target_for_node(render(by_name[runner]), ssh_defaults)
+            if target.local or target.unsupported:
+                raise ViaError(f"{where.get(node['name'], node['name'])}: 'execution_node' names {runner!r}, which "
+                               f"uses ansible_connection={'local' if target.local else target.unsupported}: an "
+                               f"execution node is a node reached over SSH")
         if node.get("via"):
             try:
                 composed = via_connection_vars(render(node), render(by_name[node["via"]]), ssh_defaults)
@@ -158,5 +188,7 @@ def probe_targets(nodes: list[dict[str, Any]], render: Render,
             target = target_for_node(render(node), ssh_defaults)
             if node.get("via"):  # the hop is in the node's ssh args already; the bastion's target explains failures
                 target = replace(target, jump=target_for_node(render(by_name[node["via"]]), ssh_defaults))
+            elif node.get("execution_node"):
+                target = probe_through(target, target_for_node(render(by_name[node["execution_node"]]), ssh_defaults))
             targets[node["name"]] = target
     return targets
