@@ -43,7 +43,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, set
 def standalone_env(target: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_COLLECTIONS_PATH=str(target), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-               ANSIBLE_HOME=os.environ["ANSIBLE_HOME"], ANSIBLE_NOCOLOR="1", **extra)
+               ANSIBLE_HOME=os.environ["ANSIBLE_HOME"], ANSIBLE_NOCOLOR="1",
+               ANSIBLE_SSH_CONTROL_PATH_DIR=os.environ["ANSIBLE_SSH_CONTROL_PATH_DIR"], **extra)
     return env
 
 
