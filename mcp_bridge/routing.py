@@ -192,53 +192,12 @@ def choose_node(
     in_flight: Mapping[str, int],
 ) -> RoutingDecision:
     """The least loaded node that meets the requirements, with the reason and every candidate."""
-    capable: list[NodeView] = []
-    excluded: list[Candidate] = []
-    for node in nodes:
-        why_not = _exclusion(requirements, node)
-        if why_not is None:
-            capable.append(node)
-        else:
-            excluded.append(Candidate(node.name, None, why_not))
-    excluded.sort(key=lambda candidate: candidate.node)
-
-    if not capable:
-        if not nodes:
-            return RoutingDecision(None, "no node qualifies: no nodes are known", [])
-        details = "; ".join(f"{c.node} {c.excluded}" for c in excluded)
-        return RoutingDecision(None, f"no node qualifies: {details}", excluded)
-
-    # Overload decided once per node (it was three times): a decision over 1,000 nodes is on the
-    # path of every cluster_bash, and its target is 5 ms.
-    scored = sorted(((score_node(n, in_flight), n.name, n, _overloaded(n)) for n in capable),
-                    key=lambda item: item[:2])
-    calm = [item for item in scored if not item[3]]
-    held_back = [item for item in scored if item[3]]
-    last_resort = not calm
-    ranked = calm + held_back
-    candidates = [
-        Candidate(name, round(score, 4), None if last_resort or not held else "overloaded (last resort)")
-        for score, name, _node, held in ranked
-    ]
-    _, chosen_name, chosen, _ = ranked[0]
-    how = _describe(chosen, in_flight)
-    if last_resort:
-        count = len(held_back)
-        reason = (
-            f"all {count} capable node{'s are' if count > 1 else ' is'} overloaded; using the least loaded "
-            f"as a last resort: {how}"
-        )
-    else:
-        base = f"least loaded of {len(calm)} capable nodes" if len(calm) > 1 else f"only capable node of {len(nodes)}"
-        if held_back:
-            base += f" ({len(held_back)} overloaded held back)"
-        reason = f"{base}: {how}"
-    return RoutingDecision(chosen_name, reason, candidates + excluded)
+    return place_many(requirements, 1, nodes, in_flight, shown=max(len(nodes), 1))[0]
 
 
 # How many candidates each decision of place_many lists (best first, then the excluded by name). A
 # batch of C commands over N nodes listing every node in every decision would answer C x N entries:
-# 1,000 commands over 1,000 nodes make a million. choose_node alone still lists them all.
+# 1,000 commands over 1,000 nodes make a million. choose_node (one command) lists them all.
 PLACEMENT_CANDIDATES = 10
 
 
@@ -259,8 +218,8 @@ def place_many(
     Not round robin: each placement adds one job to its node's in-flight count, so equal
     nodes fill evenly and a node that starts busier (or has fewer CPUs) gets fewer.
 
-    The same choice as calling choose_node ``count`` times with the growing in-flight counts,
-    without its cost: each node is filtered once, and only the chosen node's score changes
+    The same choice as deciding ``count`` times over with the growing in-flight counts, without
+    its cost: each node is filtered once, and only the chosen node's score changes
     between placements, so the ranking is kept sorted and the chosen node re-inserted
     (O(N log N + count log N) Python steps, not O(count x N log N)). Each decision lists the
     ``shown`` best candidates at its moment and up to ``shown`` excluded nodes.
