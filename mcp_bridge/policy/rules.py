@@ -157,13 +157,23 @@ def symlinks_made(args: list[Arg]) -> list[tuple[Arg, Arg]] | None:
     return made
 
 
+_MOUNT_LONGS = {"bind": FLAG, "rbind": FLAG, "move": FLAG, "options": VALUE, "types": VALUE, "label": VALUE,
+                "uuid": VALUE, "source": VALUE, "target": VALUE, "fstab": VALUE, "namespace": VALUE,
+                "test-opts": VALUE, "read-only": FLAG, "read-write": FLAG, "verbose": FLAG}
+
+
 def bind_mounts(args: list[Arg]) -> list[tuple[Arg, Arg]]:
-    """``mount --bind SRC DST`` (and --rbind, -B, -R, -o bind): DST now shows SRC."""
-    texts = [a.value or "" for a in args]
-    binds = any(t in ("--bind", "--rbind", "-B", "-R") for t in texts) or any(
-        "bind" in t.split(",") for i, t in enumerate(texts) if i and texts[i - 1] == "-o")
+    """``mount --bind SRC DST`` (and --rbind, -B, -R, -o bind, -obind,...): DST now shows SRC."""
+    opts = options.parse(args, flags="afFnrvwBMRlcsihV", values="oOtLUTN", longs=_MOUNT_LONGS,
+                         aliases={"-B": "--bind", "-R": "--rbind", "-o": "--options", "-t": "--types"})
+    binds = opts.has("--bind", "--rbind") or any(
+        word in ("bind", "rbind") for value in opts.values("--options") for word in (value or "").split(","))
     if not binds:
         return []
-    operands = [a for i, a in enumerate(args) if not (a.value or "x").startswith("-")
-                and not (i and texts[i - 1] in ("-o", "-t", "-O", "-L", "-U"))]
+    operands = list(opts.operands)
+    source, target = opts.values("--source"), opts.values("--target")
+    if source and source[-1] is not None:
+        operands.insert(0, Arg(source[-1], source[-1]))
+    if target and target[-1] is not None:
+        operands.append(Arg(target[-1], target[-1]))
     return [(operands[-1], operands[-2])] if len(operands) >= 2 else []

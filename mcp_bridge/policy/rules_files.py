@@ -176,12 +176,20 @@ _RSYNC_VALUES = frozenset({
 })
 
 
+_RSYNC_LONGS = {name: VALUE for name in _RSYNC_VALUES} | {
+    flag: FLAG for flag in ("delete", "delete-before", "delete-during", "delete-delay", "delete-after",
+                            "delete-excluded", "delete-missing-args", "del", "remove-source-files", "help",
+                            "version", "dry-run")}
+
+
+def rsync_options(args: list[Arg]) -> options.Options:
+    """rsync's command line as rsync reads it (also for its -e/--rsh command, sources_tools.py)."""
+    return options.parse(args, flags="vqcarlptgoDxRbuLkKHAXSWzhPnCiIOJEyU0468m", values="efBTM",
+                         longs=_RSYNC_LONGS, aliases={"-e": "--rsh"})
+
+
 def check_rsync(args: list[Arg], ctx: Context) -> Finding | None:
-    longs = {name: VALUE for name in _RSYNC_VALUES}
-    for flag in ("delete", "delete-before", "delete-during", "delete-delay", "delete-after", "delete-excluded",
-                 "delete-missing-args", "del", "remove-source-files", "help", "version", "dry-run"):
-        longs[flag] = FLAG
-    opts = options.parse(args, flags="vqcarlptgoDxRbuLkKHAXSWzhPnCiIOJEyU0468m", values="efBTM", longs=longs)
+    opts = rsync_options(args)
     if opts.has("--help", "--version") or opts.has("-n", "--dry-run"):
         return None
     deletes = any(name.startswith("--del") for name, _ in opts.seen)

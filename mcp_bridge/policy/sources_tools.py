@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import re
 
-from mcp_bridge.policy.sources import STDIN_PATHS, CodeRun, _static_code
+from mcp_bridge.policy import options
+from mcp_bridge.policy.options import OPTIONAL, VALUE, Options
+from mcp_bridge.policy.rules_files import rsync_options
+from mcp_bridge.policy.sources import STDIN_PATHS, CodeRun, _dynamic_code, _static_code
 from mcp_bridge.policy.words import Arg
 
 # Environment variables whose value some program runs as a shell command.
@@ -109,37 +112,49 @@ def _ssh_options(args: list[Arg]) -> CodeRun:
     return run
 
 
+def _option_code(opts: Options, codes: dict[str, str], run: CodeRun, strip: dict[str, str] | None = None) -> None:
+    """The values of the options in ``codes`` (option -> how to name it) analysed as shell code.
+
+    A value only known at run time asks a person. ``strip`` names options whose value holds the
+    code after a prefix (``--checkpoint-action=exec=CMD``)."""
+    for name, value in opts.seen:
+        how = codes.get(name)
+        if how is None:
+            continue
+        if value is None:
+            if opts.dynamic:  # the value was an argument only known at run time
+                run.findings.append(_dynamic_code(opts.dynamic[0], how))
+            continue
+        prefix = (strip or {}).get(name)
+        if prefix is not None:
+            if not value.startswith(prefix):
+                continue
+            value = value[len(prefix):]
+        _static_code(Arg(value, value), how, run)
+
+
 def _rsync(args: list[Arg]) -> CodeRun:
     run = CodeRun()
-    for index, arg in enumerate(args):
-        text = arg.value or ""
-        code: Arg | None = None
-        if text in ("-e", "--rsh") and index + 1 < len(args):
-            code = args[index + 1]
-        elif text.startswith("--rsh="):
-            code = Arg(text.split("=", 1)[1], text)
-        elif text.startswith("-e") and len(text) > 2 and not text.startswith("--"):
-            code = Arg(text[2:], text)
-        if code is not None:
-            _static_code(code, "rsync -e", run)
+    _option_code(rsync_options(args), {"--rsh": "rsync -e"}, run)
     return run
+
+
+# GNU tar: short options that take a value, and the long ones (those that run a command first).
+_TAR_CODE = {"--to-command": "tar --to-command", "--use-compress-program": "tar --use-compress-program",
+             "--info-script": "tar --info-script", "--new-volume-script": "tar --new-volume-script",
+             "--rsh-command": "tar --rsh-command", "--checkpoint-action": "tar --checkpoint-action"}
+_TAR_LONGS = {name[2:]: VALUE for name in _TAR_CODE} | {name: VALUE for name in (
+    "file", "directory", "exclude", "exclude-from", "files-from", "transform", "xform", "owner", "group", "mode",
+    "mtime", "newer", "newer-mtime", "after-date", "listed-incremental", "label", "format", "blocking-factor",
+    "suffix", "volno-file", "tape-length", "starting-file", "record-size", "backup", "quoting-style", "index-file",
+    "strip-components", "occurrence", "sort", "warning", "level", "owner-map", "group-map", "checkpoint")}
 
 
 def _tar(args: list[Arg]) -> CodeRun:
     run = CodeRun()
-    for index, arg in enumerate(args):
-        text = arg.value or ""
-        code: Arg | None = None
-        how = "tar"
-        for prefix in ("--to-command=", "--use-compress-program=", "--info-script=", "--new-volume-script="):
-            if text.startswith(prefix):
-                code, how = Arg(text[len(prefix):], text), f"tar {prefix.rstrip('=')}"
-        if text.startswith("--checkpoint-action=exec="):
-            code, how = Arg(text[len("--checkpoint-action=exec="):], text), "tar --checkpoint-action"
-        if text in ("-I", "--to-command", "--use-compress-program", "-F", "--info-script") and index + 1 < len(args):
-            code, how = args[index + 1], f"tar {text}"
-        if code is not None:
-            _static_code(code, how, run)
+    opts = options.parse(args, values="fCIFTXbgHKLNV", longs=_TAR_LONGS,
+                         aliases={"-I": "--use-compress-program", "-F": "--info-script"})
+    _option_code(opts, _TAR_CODE, run, strip={"--checkpoint-action": "exec="})
     return run
 
 
@@ -154,16 +169,18 @@ def _zip(args: list[Arg]) -> CodeRun:
     return run
 
 
+# GNU make: short options that take a value (-j, -l: an optional one), and the long ones.
+_MAKE_LONGS = {"file": VALUE, "makefile": VALUE, "directory": VALUE, "include-dir": VALUE, "old-file": VALUE,
+               "assume-old": VALUE, "new-file": VALUE, "assume-new": VALUE, "what-if": VALUE, "eval": VALUE,
+               "jobs": OPTIONAL, "load-average": OPTIONAL, "max-load": OPTIONAL, "debug": OPTIONAL,
+               "output-sync": OPTIONAL, "shuffle": OPTIONAL, "jobserver-style": VALUE}
+
+
 def _make(args: list[Arg]) -> CodeRun:
     run = CodeRun()
-    for index, arg in enumerate(args):
-        text = arg.value or ""
-        if text in ("-f", "--file", "--makefile") and index + 1 < len(args):
-            if args[index + 1].value in STDIN_PATHS:
-                run.stdin = "make"  # its recipes are shell code: read as shell, roughly
-        elif text.startswith(("--file=", "--makefile=")) and text.split("=", 1)[1] in STDIN_PATHS:
-            run.stdin = "make"
-        elif text.startswith("--eval="):
-            code = text.split("=", 1)[1]
-            run.scripts.append((Arg(code, code), "make --eval"))
+    opts = options.parse(args, values="fCIoWE", optional="jlO", longs=_MAKE_LONGS,
+                         aliases={"-f": "--file", "--makefile": "--file", "-E": "--eval"})
+    if any(value in STDIN_PATHS for value in opts.values("--file")):
+        run.stdin = "make"  # its recipes are shell code: read as shell, roughly
+    _option_code(opts, {"--eval": "make --eval"}, run)
     return run
