@@ -186,3 +186,30 @@ def test_fuzz_large_inputs_up_to_64_kib(seed: int, size: int) -> None:
     decision = CommandPolicy().check(command)
     assert decision.decision in _ALLOWED
     assert analysis_steps(command) <= STEP_BASE + STEP_FACTOR * len(command) + 64
+
+
+class _CountingLinks(dict):  # type: ignore[type-arg]
+    """Links that count how often all of them are walked."""
+
+    walks = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        _CountingLinks.walks += 1
+        return super().__iter__()
+
+    def items(self):  # type: ignore[no-untyped-def]
+        _CountingLinks.walks += 1
+        return super().items()
+
+
+def test_resolving_a_path_looks_up_its_own_folders_not_every_link() -> None:
+    """A command making N links and naming N paths must stay linear: no walk over all links per path."""
+    from mcp_bridge.policy.paths import START, place_key, resolve
+
+    links = _CountingLinks({place_key(resolve(f"l{i}", START)): ("/t", False) for i in range(500)})
+    _CountingLinks.walks = 0
+    for i in range(500):
+        resolve(f"q{i}/x", START, links)
+    assert _CountingLinks.walks == 0
+    through = resolve("l7/x", START, links)
+    assert through.path == "/t/x" and "link made in this command" in (through.note or "")

@@ -135,11 +135,24 @@ def _normalise(kind: str, head: str, rest: str) -> Place:
     return Place(kind, "/".join(parts) or ".", dotdot, note)
 
 
+def _links_over(key: str, links: Links) -> list[str]:
+    """The links made in this command that ``key`` is or lies under, in the order they were made.
+
+    Looked up by the key's own parent folders (work grows with the path's depth, not with the
+    number of links: a command making thousands of links stays linear)."""
+    found = [key] if key in links else []
+    for index, char in enumerate(key):
+        if char == "/":
+            found += [link for link in (key[:index], key[:index + 1]) if link in links and link not in found]
+    if len(found) > 1:  # rare: nested links; the first made wins, as the shell would meet it
+        return [link for link in links if link in found]
+    return found
+
+
 def _through_links(place: Place, text: str, links: Links, follow_last: bool, hops: int) -> Place | None:
     key = place_key(place)
-    for link, (target, always) in links.items():
-        if key != link and not key.startswith(link.rstrip("/") + "/"):
-            continue
+    for link in _links_over(key, links):
+        target, always = links[link]
         if key == link and not (follow_last or always) and not text.endswith("/"):
             return None  # the link itself (rm x removes only the link)
         shown = link.split(":", 1)[1]
