@@ -307,3 +307,21 @@ def test_missing_unreadable_and_binary_files(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00mode")
     with pytest.raises(PolicyError, match="cannot read"):
         CommandPolicy.from_file(binary)
+
+
+def test_a_command_asked_about_then_run_is_analysed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = CommandPolicy()
+    analysed: list[str] = []
+    real = policy._check
+
+    def counting(command: str):  # type: ignore[no-untyped-def]
+        analysed.append(command)
+        return real(command)
+
+    monkeypatch.setattr(policy, "_check", counting)
+    first, again = policy.check("make -j8"), policy.check("make -j8")
+    assert first == again and first.decision == "allow"
+    assert analysed == ["make -j8"]
+    no_builds = {"deny": [{"id": "no-builds", "reason": "no builds", "argv0": "make"}]}
+    assert CommandPolicy.from_mapping(no_builds).check("make -j8").decision \
+        == "deny", "another policy (a changed file) decides afresh"

@@ -23,6 +23,8 @@ person can see what was meant; the complete commands before the error are still 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,7 @@ __all__ = ["BUILTIN_RULES", "CommandPolicy", "Decision", "PolicyDecision", "Poli
 
 Decision = Literal["allow", "deny", "confirm"]
 _TEXT_LIMIT = 200
+_RECENT_DECISIONS = 256  # decisions kept per policy (see CommandPolicy.check)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class CommandPolicy:
     def __init__(self, deny: Sequence[PolicyRule] = (), allow: Sequence[PolicyRule] = (), mode: Mode = "default",
                  on_unsure: Fallback = "deny", source: str = "the policy file") -> None:
         self.rules = UserRules(list(deny), list(allow), mode, on_unsure, source)
+        self._recent: OrderedDict[str, PolicyDecision] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @property
     def mode(self) -> Mode:
@@ -99,8 +104,24 @@ class CommandPolicy:
         return policy
 
     def check(self, command: str) -> PolicyDecision:
-        """The decision on one command line; never raises."""
-        return self._check(command)[0]
+        """The decision on one command line; never raises.
+
+        The latest decisions are kept: a face asks before calling (``Cluster.unsure``) and the core
+        decides again when it runs the command, and a long command's analysis is not free. A policy
+        never changes its rules in place (a changed file gives a new CommandPolicy)."""
+        if not isinstance(command, str):
+            return self._check(command)[0]
+        recent = self._recent
+        with self._recent_lock:
+            if command in recent:
+                recent.move_to_end(command)
+                return recent[command]
+        decision = self._check(command)[0]
+        with self._recent_lock:
+            recent[command] = decision
+            if len(recent) > _RECENT_DECISIONS:
+                recent.popitem(last=False)
+        return decision
 
     def check_many(self, commands: Sequence[str]) -> list[PolicyDecision]:
         return [self.check(command) for command in commands]
