@@ -55,26 +55,27 @@ class Verdict:
 
 
 def decide(decision: PolicyDecision, command: str, approval: Approval, on_unsure: str, policy_file: str) -> Verdict:
-    """The verdict for one command, given the policy's decision and what the face learned from a person."""
-    rule = decision.rule or "policy"
+    """The verdict for one command, given the policy's decision and what the face learned from a person.
+
+    The policy's reason already names its rule, "(rule power-state)": the messages do not again."""
     if decision.decision == "allow":
         return Verdict(command, decision, True, None, None, "")
     if decision.decision == "deny":
         return Verdict(command, decision, False, None, "rejected",
-                       f"refused by policy rule {rule}: {decision.reason}")
+                       f"refused by the policy: {decision.reason}")
     where = policy_file or "a policy file (~/.config/jexida/policy.yml)"
     if approval.answer == "accepted":
         return Verdict(command, decision, True, "accepted", None,
-                       f"a person said yes ({approval.how}) to rule {rule}: {decision.reason}")
+                       f"a person said yes ({approval.how}): {decision.reason}")
     if approval.answer in ("declined", "canceled"):
         verb = "declined" if approval.answer == "declined" else "canceled the question"
         return Verdict(command, decision, False, approval.answer, "declined",
-                       f"not run: the person {verb} ({approval.how}). Rule {rule}: {decision.reason}")
+                       f"not run: the person {verb} ({approval.how}). The policy: {decision.reason}")
     if on_unsure == "allow":
         return Verdict(command, decision, True, "fallback-allow", None,
                        f"ran without a person's yes ({approval.how}) because on_unsure is allow in {where}. "
-                       f"Rule {rule}: {decision.reason}")
+                       f"The policy: {decision.reason}")
     return Verdict(command, decision, False, "fallback-deny", "rejected",
-                   f"needs a person's yes (rule {rule}: {decision.reason}), and nobody could be asked "
+                   f"needs a person's yes ({decision.reason}), and nobody could be asked "
                    f"({approval.how}), so the fallback on_unsure: deny applied. To run it: use an MCP client that "
                    f"supports elicitation, or `jexida run --yes` at a terminal, or set on_unsure: allow in {where}")

@@ -84,7 +84,7 @@ async def test_bad_job_input_is_a_clear_error(lab_config: Path) -> None:
         with pytest.raises(ToolFailed, match="unknown job"):
             await call(session, "get_job", job_id="j-20200101-000000-abcdef")
         refused = await call(session, "submit_job", command="dd if=/dev/zero of=/dev/sda")
-        assert refused["status"] == "rejected" and "refused by policy rule" in refused["error"], refused
+        assert refused["status"] == "rejected" and "refused by the policy" in refused["error"], refused
         listed = await call(session, "list_jobs", status="rejected")
         assert refused["job_id"] in [job["job_id"] for job in listed["result"]]
         with pytest.raises(ToolFailed, match="unknown node"):

@@ -68,8 +68,7 @@ def ask(cluster: Cluster, commands: Sequence[str], where: str, ctx: Context | No
     lines = [f"The command policy wants your yes before running this on {where}:"]
     for command, decision in unsure:
         lines.append(f"  command: {command}")
-        rule = f" (rule {decision.rule})" if decision.rule and decision.rule not in decision.reason else ""
-        lines.append(f"  why: {decision.reason}{rule}")
+        lines.append(f"  why: {decision.reason}")
     return Elicit("\n".join(lines), Confirm)
 
 
