@@ -22,6 +22,7 @@ kill-by-run-id script, which reaches the node through the execution node as a se
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -45,6 +46,8 @@ from mcp_bridge.nodes import EXECUTION_NODE_VAR  # the connection var holding th
 from mcp_bridge.paths import ANSIBLE_CFG
 
 _KEY_VARS = ("ansible_ssh_private_key_file", "ansible_private_key_file")
+# Ansible's ssh settings (ansible.cfg, environment): fixed for the process once Ansible is imported.
+_ssh_defaults = functools.cache(node_probe.ansible_ssh_defaults)
 _KNOWN_HOSTS = re.compile(r"""(UserKnownHostsFile[= ])("?)([^"\s]+)\2""", re.IGNORECASE)
 
 
@@ -64,30 +67,35 @@ def split_hosts(hosts: Mapping[str, tuple[Mapping[str, Any], str]]) -> dict[tupl
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for name, (connection, line) in hosts.items():
         runner = connection.get(EXECUTION_NODE_VAR)
-        key = ("", "") if not runner else (str(runner["name"]), str(_first(connection, _KEY_VARS) or ""))
+        key = ("", "") if not runner else (str(runner["name"]), private_key(connection) or "")
         groups.setdefault(key, {})[name] = (connection, line)
     return groups
 
 
-def _first(connection: Mapping[str, Any], names: tuple[str, ...]) -> Any:
-    return next((connection[n] for n in names if connection.get(n) not in (None, "")), None)
+def private_key(connection: Mapping[str, Any]) -> str | None:
+    """The key Ansible logs in with: the host's vars, else ansible.cfg / ANSIBLE_PRIVATE_KEY_FILE."""
+    return node_probe.target_for_node({"name": "-", "vars": connection}, _ssh_defaults()).private_key_file
 
 
-def worker_side(connection: Mapping[str, Any], work_dir: str, files: dict[str, str]) -> dict[str, Any]:
+def worker_side(connection: Mapping[str, Any], work_dir: str, files: dict[str, str],
+                shipped: dict[str, str] | None = None) -> dict[str, Any]:
     """A host's connection vars as the worker needs them: no controller paths.
 
     The private key travels as the job's ``ssh_key``; each known_hosts file named in the ssh args
-    travels in ``files`` (name -> content, shipped in the job folder) and the args point at the copy."""
+    travels in ``files`` (name -> content, shipped in the job folder) and the args point at the copy.
+    ``shipped`` (path -> name) lets the hosts of one job share a file: it is read and sent once."""
     out = {k: v for k, v in connection.items() if k != EXECUTION_NODE_VAR and k not in _KEY_VARS}
+    shipped = {} if shipped is None else shipped
 
     def ship(match: re.Match[str]) -> str:
         path = os.path.expanduser(match.group(3))
-        name = f"known_hosts_{len(files)}"
-        try:
-            files[name] = Path(path).read_text()
-        except OSError:
-            files[name] = ""  # an empty file: strict checking then refuses, as it would here
-        return f"{match.group(1)}{work_dir}/{name}"
+        if path not in shipped:
+            shipped[path] = name = f"known_hosts_{len(files)}"
+            try:
+                files[name] = Path(path).read_text(errors="replace")
+            except OSError:
+                files[name] = ""  # an empty file: strict checking then refuses, as it would here
+        return f"{match.group(1)}{work_dir}/{shipped[path]}"
 
     for var in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
         if isinstance(out.get(var), str):
@@ -139,28 +147,33 @@ def run_streamed(
     started = time.monotonic()
     work_dir = f"{settings.EXEC_NODE_WORK_DIR}/jexida-worker-{uuid.uuid4().hex[:12]}"
     files: dict[str, str] = {}
+    shipped: dict[str, str] = {}
     inventory = {"all": {"hosts": {
-        name: {**worker_side(connection, work_dir, files), "ansible_ssh_use_tty": False, "jexida_script": line}
+        name: {**worker_side(connection, work_dir, files, shipped), "ansible_ssh_use_tty": False,
+               "jexida_script": line}
         for name, (connection, line) in hosts.items()}}}
-    key_file = _first(next(iter(hosts.values()))[0], _KEY_VARS)
+    key_file = private_key(next(iter(hosts.values()))[0])  # one key per job (split_hosts)
     out_dir = runner_env.new_private_dir()
+
+    def failed(why: str) -> StreamedRun:
+        return StreamedRun(status="error", rc=None, duration_ms=int((time.monotonic() - started) * 1000),
+                           artifact_dir=str(out_dir), error=f"execution node {runner['name']!r}: {why}")
+
     try:
-        ssh_key = Path(os.path.expanduser(str(key_file))).read_text() if key_file else None
+        ssh_key = Path(os.path.expanduser(key_file)).read_text() if key_file else None
         stream = transmit(runner_env.new_private_dir(), work_dir, files, inventory=inventory, host_pattern="all",
                           module=module, module_args=module_args, forks=max(1, len(hosts)), timeout=timeout_s,
                           **({"ssh_key": ssh_key} if ssh_key else {}))
         argv = worker_command(runner, work_dir)
     except OSError as exc:  # an unreadable key, no room for the job folder: a result, not a crash of the call
-        return StreamedRun(status="error", rc=None, duration_ms=int((time.monotonic() - started) * 1000),
-                           artifact_dir=str(out_dir), error=f"execution node {runner['name']!r}: cannot build the job: "
-                                                            f"{exc.strerror or exc} ({exc.filename or ''})")
+        return failed(f"cannot build the job: {exc.strerror or exc} ({exc.filename or ''})")
+    except (UnicodeDecodeError, ValueError) as exc:  # a key file that is not a key
+        return failed(f"cannot build the job: the private key {key_file} is not a text key file ({exc})")
     with tempfile.TemporaryFile() as ssh_errors:
         try:
             worker = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=ssh_errors)
         except OSError as exc:
-            return StreamedRun(status="error", rc=None, duration_ms=int((time.monotonic() - started) * 1000),
-                               artifact_dir=str(out_dir), error=f"execution node {runner['name']!r}: cannot run "
-                                                                f"ssh: {exc.strerror or exc}")
+            return failed(f"cannot run ssh: {exc.strerror or exc}")
         gave_up = threading.Event()
         try:
             assert worker.stdin is not None
@@ -178,8 +191,7 @@ def run_streamed(
         ssh_errors.seek(0)
         stderr = ssh_errors.read().decode("utf-8", "replace")
     artifacts = out_dir / "artifacts" / "run"
-    rc_file = artifacts / "rc"
-    rc = int(rc_file.read_text().strip()) if rc_file.exists() and rc_file.read_text().strip() else None
+    rc = _read_rc(artifacts / "rc")
     status = "canceled" if gave_up.is_set() else str(processed.status)
     error = ""
     if worker.returncode == 255 and status == "error":
@@ -189,6 +201,13 @@ def run_streamed(
         error = f"execution node {runner['name']!r}: the worker's stream broke ({said})"
     return StreamedRun(status=status, rc=rc, duration_ms=int((time.monotonic() - started) * 1000),
                        artifact_dir=str(artifacts), error=error)
+
+
+def _read_rc(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):  # no rc (the stream broke) or not a number
+        return None
 
 
 def _close(worker: subprocess.Popen[bytes]) -> None:

@@ -182,3 +182,22 @@ def test_a_local_execution_node_is_refused_by_the_plugin(tmp_path: Path) -> None
     """)
     with pytest.raises(AnsibleParserError, match="'execution_node' names 'e1', which uses ansible_connection=local"):
         parse(config)
+
+
+def test_the_hosts_of_a_job_share_one_copy_of_a_known_hosts_file(tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(f"10.0.0.{i} ssh-ed25519 AAAA\n" for i in range(50)))
+    files: dict[str, str] = {}
+    shipped: dict[str, str] = {}
+    outs = [exec_node.worker_side(_conn("e1", ansible_ssh_common_args=f"-o UserKnownHostsFile={known}"),
+                                  "/w", files, shipped) for _ in range(20)]
+    assert list(files) == ["known_hosts_0"]
+    assert {out["ansible_ssh_common_args"] for out in outs} == {"-o UserKnownHostsFile=/w/known_hosts_0"}
+
+
+def test_a_host_without_its_own_key_uses_ansibles_configured_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exec_node, "_ssh_defaults", lambda: {"private_key_file": "/keys/from-ansible-cfg"})
+    keyless = {"ansible_host": "10.0.0.1", exec_node.EXECUTION_NODE_VAR: {"name": "e1", "host": "e1", "vars": {}}}
+    assert exec_node.private_key(keyless) == "/keys/from-ansible-cfg"
+    assert exec_node.private_key(_conn("e1")) == "/keys/a"
+    assert exec_node.split_hosts({"h": (keyless, "l")}) == {("e1", "/keys/from-ansible-cfg"): {"h": (keyless, "l")}}
