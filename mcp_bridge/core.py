@@ -62,7 +62,7 @@ class InFlight:
 
 def _node_view(node: Node) -> routing.NodeView:
     return routing.NodeView(name=node.name, active=node.active, tags=tuple(node.tags), facts=node.facts,
-                            local=str(node.connection_vars.get("ansible_connection", "")) == "local")
+                            local=str(node.connection_vars.get("ansible_connection", "")) in settings.LOCAL_CONNECTIONS)
 
 
 def _routing_model(decision: routing.RoutingDecision) -> models.Routing:

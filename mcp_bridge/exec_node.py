@@ -162,7 +162,8 @@ def run_streamed(
     try:
         ssh_key = Path(os.path.expanduser(key_file)).read_text() if key_file else None
         stream = transmit(runner_env.new_private_dir(), work_dir, files, inventory=inventory, host_pattern="all",
-                          module=module, module_args=module_args, forks=max(1, len(hosts)), timeout=timeout_s,
+                          module=module, module_args=module_args, forks=settings.forks_for(len(hosts)),
+                          timeout=timeout_s,
                           **({"ssh_key": ssh_key} if ssh_key else {}))
         argv = worker_command(runner, work_dir)
     except OSError as exc:  # an unreadable key, no room for the job folder: a result, not a crash of the call

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import ansible_runner
 
 from mcp_bridge import exec_node, runner_env, settings
+from mcp_bridge.errors import JexidaError
 from mcp_bridge.execution_scripts import (
     BEGIN_MARKER,
     MAX_EVENT_RES,
@@ -179,7 +180,7 @@ def run_module(
     module: str,
     module_args: str = "",
     timeout_s: int | None = None,
-    forks: int = 50,
+    forks: int = 1,
     on_host: Callable[[str, HostResult], None] | None = None,
     give_up: Callable[[], bool] | None = None,
 ) -> RunOutcome:
@@ -219,7 +220,6 @@ def run_module(
                           artifact_dir=str(private_dir / "artifacts" / "run"), error=f"cannot start Ansible: {exc}")
     duration_ms = int((time.monotonic() - started) * 1000)
     _mark_timeouts(str(runner.status), results)
-    runner_env.rotate_runner_dirs(private_dir.parent)
     return RunOutcome(
         hosts=results,
         runner_status=str(runner.status),
@@ -237,7 +237,7 @@ def _mark_timeouts(status: str, results: dict[str, HostResult]) -> None:
 
 
 def _is_local(connection: Mapping[str, Any]) -> bool:
-    return str(connection.get("ansible_connection", "")) == "local"
+    return str(connection.get("ansible_connection", "")) in settings.LOCAL_CONNECTIONS
 
 
 def run_scripts(
@@ -262,11 +262,13 @@ def run_scripts(
     }}}
     name, args = _module_for(hosts)
     return run_module(inventory=inventory, host_pattern="all", module=name, module_args=args, timeout_s=timeout_s,
-                      forks=max(1, len(hosts)), on_host=on_host, give_up=give_up)
+                      forks=settings.forks_for(len(hosts)), on_host=on_host, give_up=give_up)
 
 
 def _module_for(hosts: Mapping[str, tuple[Mapping[str, Any], str]]) -> tuple[str, str]:
     module = os.environ.get(settings.NODE_MODULE_ENV, "raw").strip().lower()
+    if module not in ("raw", "shell"):
+        raise JexidaError(f"{settings.NODE_MODULE_ENV}={module!r}: it takes raw (the default) or shell")
     fits = max((len(line.encode()) for _, line in hosts.values()), default=0) <= RAW_SCRIPT_LIMIT
     return ("ansible.builtin.raw", RAW_ARGS) if module == "raw" and fits else ("ansible.builtin.shell", STDIN_ARGS)
 

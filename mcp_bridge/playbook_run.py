@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import ansible_runner
 
-from mcp_bridge.runner_env import ansible_envvars, new_private_dir, rotate_runner_dirs
+from mcp_bridge.runner_env import ansible_envvars, new_private_dir
 
 
 @dataclass
@@ -83,6 +83,5 @@ def run_playbook(
         event_handler=on_event,
         suppress_env_files=True,
     )
-    rotate_runner_dirs(private_dir.parent)
     return PlaybookOutcome(tasks=tasks, recap=recap, runner_status=str(runner.status), runner_rc=runner.rc,
                            duration_ms=int((time.monotonic() - started) * 1000))

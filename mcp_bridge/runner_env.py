@@ -67,7 +67,9 @@ def new_private_dir() -> Path:
     poll interval (pexpect_timeout, 5 s) would make a timeout or a give-up act up to 5 s late.
     """
     _ensure_ansible_on_path()
-    private_dir = runner_root() / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    root = runner_root()
+    rotate_runner_dirs(root)  # here, where every folder is born, so no kind of run escapes the clean-up
+    private_dir = root / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     private_dir.mkdir(mode=0o700)
     (private_dir / "env").mkdir(mode=0o700)
     (private_dir / "env" / "settings").write_text(json.dumps({"pexpect_timeout": settings.RUNNER_POLL_S}))

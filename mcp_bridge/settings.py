@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from ansible_collections.jexida.cluster.plugins.plugin_utils import probe
+
 from mcp_bridge.errors import JexidaError
 
 # --- defaults of tool arguments ----------------------------------------------------------
@@ -41,6 +43,15 @@ CANCEL_GRACE_S = 10  # after a cancel reached the node, before the controller st
 NODE_SNIPPET_TIMEOUT_S = 120  # job start/poll/read/cancel snippets
 RUNNER_DIRS_KEPT = 200  # per-call runner folders kept under the state folder
 RUNNER_ROTATE_EVERY = 20  # runs between two clean-ups of those folders
+# Ansible forks of one call: one per host, up to this many at once (each fork is a copy of Ansible;
+# a 1,000-node broadcast runs in waves rather than as 1,000 processes).
+MAX_FORKS = 100
+# The connection names that run on the controller itself: the probe's (plugin_utils/probe.py).
+LOCAL_CONNECTIONS = probe.LOCAL_CONNECTIONS
+
+
+def forks_for(hosts: int) -> int:
+    return max(1, min(hosts, MAX_FORKS))
 # How often ansible-runner looks at a call's timeout and give-up while Ansible prints nothing
 # (its own default is 5 s, so a timeout or cancel could act 5 s late).
 RUNNER_POLL_S = 0.25

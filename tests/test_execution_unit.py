@@ -112,3 +112,34 @@ def test_ansible_that_cannot_start_is_a_result(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(execution.ansible_runner, "run", fail)
     outcome = execution.run_shell(nodes={"ctl": LOCAL}, command="true", timeout_s=5, output_cap=1024)
     assert outcome.runner_status == "error" and "Argument list too long" in outcome.error
+
+
+def test_a_call_forks_once_per_host_up_to_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_run(**kwargs: object) -> object:
+        seen.update(kwargs)
+        raise OSError("not started")  # enough: the call reports it as a result
+
+    monkeypatch.setattr(execution.ansible_runner, "run", fake_run)
+    hosts = {f"n{i}": ({"ansible_host": f"127.0.0.{i % 250 + 1}"}, "true") for i in range(settings.MAX_FORKS + 50)}
+    outcome = execution.run_scripts(hosts, timeout_s=5)
+    assert outcome.runner_status == "error" and seen["forks"] == settings.MAX_FORKS
+    execution.run_scripts(dict(list(hosts.items())[:3]), timeout_s=5)
+    assert seen["forks"] == 3
+
+
+def test_a_misspelt_node_module_setting_is_an_error_not_the_other_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(settings.NODE_MODULE_ENV, "rwa")
+    with pytest.raises(execution.JexidaError, match=r"takes raw .* or shell"):
+        run("echo hi")
+
+
+def test_a_node_on_the_local_connections_fqcn_runs_from_home() -> None:
+    result = run_on({**LOCAL, "ansible_connection": "ansible.builtin.local"}, "pwd")
+    assert result.ok and result.stdout.strip() == str(Path.home()), result
+
+
+def run_on(connection: dict[str, object], command: str) -> execution.HostResult:
+    outcome = execution.run_shell(nodes={"ctl": connection}, command=command, timeout_s=30, output_cap=1 << 20)
+    return outcome.hosts["ctl"]

@@ -37,6 +37,8 @@ from ansible_collections.jexida.cluster.plugins.plugin_utils.facts import (
 from ansible_collections.jexida.cluster.plugins.plugin_utils.worker import default_job_dir
 
 DEFAULT_CONTROL_PATH_DIR = "~/.ansible/cp"
+# The connections that run on the controller itself (the plugin's short name and its FQCN).
+LOCAL_CONNECTIONS = ("local", "ansible.builtin.local")
 
 # ssh errors that mean "nobody answered at this address": retried, then the next address.
 _NO_ANSWER = re.compile(
@@ -131,7 +133,7 @@ def target_for_node(node: Mapping[str, Any], ssh_defaults: Mapping[str, Any] | N
     defaults = ssh_defaults or {}
     host_vars = node.get("vars") or {}
     connection = str(_first_var(host_vars, "ansible_connection") or "ssh")
-    local = connection in ("local", "ansible.builtin.local")
+    local = connection in LOCAL_CONNECTIONS
     unsupported = None
     if not local and connection not in ("ssh", "ansible.builtin.ssh", "smart", "paramiko", "paramiko_ssh",
                                         "ansible.builtin.paramiko_ssh"):
