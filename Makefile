@@ -22,7 +22,7 @@ MOLECULE_ENV := HOME=$(TEST_HOME)/home XDG_DATA_HOME=$${XDG_DATA_HOME:-$(HOME)/.
 
 help:
 	@echo "make demo    set up (packages, venv, node image) and run the main job on a 3-node lab"
-	@echo "make test    set up and run every test: lint, molecule, pytest (unit + real nodes)"
+	@echo "make test    set up and run every test: lint, sanity, molecule, pytest (unit + real nodes)"
 	@echo "make bench   measure the suite against the baselines (QUICK=1 for a short run)"
 	@echo "make sanity  ansible-test sanity on the built and installed collection (needs python3.11)"
 

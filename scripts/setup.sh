@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # chromium: the browser the dashboard tests drive through Playwright (its own browser download
 # cannot work here, and would be a second browser to keep up to date).
-APT_PACKAGES=(podman runc catatonit debootstrap openssh-client pssh clustershell chromium)
+# python3-venv: Debian keeps venv's ensurepip apart (the venv below and `make sanity` need it).
+APT_PACKAGES=(python3 python3-venv podman runc catatonit debootstrap openssh-client pssh clustershell chromium)
 VENV=.venv
 # Only for molecule's podman driver; jexida.cluster itself comes from the venv (below).
 COLLECTIONS=.cache/collections/ansible_collections
@@ -68,9 +69,19 @@ if [ ! -x .cache/npm/node_modules/.bin/mcp-inspector ] || \
     if ! command -v npm >/dev/null 2>&1; then
         echo "setup: installing nodejs and npm (for the MCP Inspector)"
         SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
     fi
     echo "setup: installing the MCP Inspector $INSPECTOR_VERSION into .cache/npm"
     npm install --silent --no-fund --no-audit --prefix .cache/npm "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" >/dev/null
+fi
+# The Inspector needs Node >= 22 (Debian 12 ships 18): the npm package `node` brings a pinned one
+# from the same registry, linked into the venv, whose bin folder comes first on the tests' PATH.
+NODE_VERSION=22.23.3
+if [ "$("$VENV/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ] && \
+   [ "$(node -p 'process.versions.node.split(".")[0] >= 22' 2>/dev/null)" != true ]; then
+    echo "setup: installing Node $NODE_VERSION into .cache/node (the system's is older than 22)"
+    npm install --silent --no-fund --no-audit --prefix .cache/node "node@$NODE_VERSION" >/dev/null
+    ln -sfn "$PWD/.cache/node/node_modules/node/bin/node" "$VENV/bin/node"
 fi
 echo "setup: ready"
