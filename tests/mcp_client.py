@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -37,8 +41,10 @@ async def bridge_session(inventory: Path | str, **env: str) -> AsyncIterator[Cli
         yield session
 
 
-async def call(session: ClientSession, tool: str, **arguments: Any) -> dict[str, Any]:
-    """Call a tool and return its structured result; a tool error raises with its message."""
+async def call(session: ClientSession | Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool and return its structured result; a tool error raises with its message.
+
+    Both a bare ClientSession and the SDK's Client take ``call_tool(name, arguments)``."""
     result = await session.call_tool(tool, arguments)
     if result.is_error:
         raise ToolFailed(result.content[0].text if result.content else "tool error")
@@ -65,9 +71,28 @@ async def bridge_client(inventory: Path | str, mode: str = "auto", env: dict[str
         yield client
 
 
-async def structured(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    if result.is_error:
-        raise ToolFailed(result.content[0].text if result.content else "tool error")
-    assert result.structured_content is not None, f"{tool} returned no structured content"
-    return result.structured_content
+structured = call  # the name the Client-based tests use
+
+
+def bridge_pids(inventory: Path | str) -> list[int]:
+    """The `jexida serve --inventory INVENTORY` processes running now."""
+    found = subprocess.run(["pgrep", "-f", f"serve --inventory {inventory}"], capture_output=True, text=True,
+                           check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+async def submit_then_kill_bridge(inventory: Path | str, **job: Any) -> dict[str, Any]:
+    """Start a tracked job (wait_s=0), then SIGKILL the bridge that started it; the submit answer."""
+    submitted: dict[str, Any] = {}
+    killed: list[int] = []
+    with contextlib.suppress(Exception):  # the session breaks with the killed server: that is the point
+        async with bridge_session(inventory) as session:
+            submitted = await call(session, "submit_job", wait_s=0, **job)
+            killed = bridge_pids(inventory)
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            await anyio.sleep(1)
+    assert submitted.get("status") == "running", submitted
+    assert killed, "the bridge process was not found"
+    assert not bridge_pids(inventory), "the bridge survived its SIGKILL"
+    return submitted

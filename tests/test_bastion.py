@@ -259,3 +259,4 @@ def test_jexida_nodes_add_via_checks_the_bastion_and_shows_it(bastion_lab: Basti
     assert shown["via"] == bastion_lab.bastion.name and shown["facts"]["reachable"] is False
     # The bastion answers but refuses this destination (not in its PermitOpen): the error says so.
     assert f"through bastion '{bastion_lab.bastion.name}', which answers" in shown["facts"]["error"]
+    assert "jexida_worker_allow_jump=true" in shown["facts"]["error"], shown["facts"]["error"]

@@ -113,37 +113,40 @@ async def test_the_intent_is_in_the_audit_while_the_command_still_runs(worker_la
     assert [e["status"] for e in outcome] == ["succeeded"]
 
 
+def _cli_prompt(command: str, node: str, lab_config: Path, reply: str) -> pexpect.spawn:
+    """`jexida run COMMAND` at a terminal: wait for its question, answer ``reply``, read to the end."""
+    asked = pexpect.spawn(JEXIDA, ["run", command, "--node", node, "--inventory", str(lab_config)],
+                          env=bridge_env(), encoding="utf-8", timeout=120)
+    asked.expect(r"Run it\? \[y/N\]")
+    asked.sendline(reply)
+    asked.expect(pexpect.EOF)
+    asked.close()
+    return asked
+
+
 def test_the_cli_asks_at_a_terminal_and_takes_yes(worker_lab: WorkerLab, lab_config: Path) -> None:
     node = worker_lab.nodes[0].name
     env = bridge_env()
-    asked = pexpect.spawn(JEXIDA, ["run", "$(printf echo) cli-yes", "--node", node, "--inventory", str(lab_config)],
-                          env=env, encoding="utf-8", timeout=120)
-    asked.expect(r"Run it\? \[y/N\]")
-    asked.sendline("y")
-    asked.expect(pexpect.EOF)
-    asked.close()
-    assert asked.exitstatus == 0 and "cli-yes" in (asked.before or "")
-
-    refused = pexpect.spawn(JEXIDA, ["run", "$(printf echo) cli-no", "--node", node, "--inventory", str(lab_config)],
-                            env=env, encoding="utf-8", timeout=120)
-    refused.expect(r"Run it\? \[y/N\]")
-    refused.sendline("n")
-    refused.expect(pexpect.EOF)
-    refused.close()
+    # Each command is new to the audit log, which outlives test sessions.
+    yes, no, nobody, flag = (f"$(printf echo) cli-{what}-{secrets.token_hex(4)}"
+                             for what in ("yes", "no", "nobody", "flag"))
+    asked = _cli_prompt(yes, node, lab_config, "y")
+    assert asked.exitstatus == 0 and yes.split()[-1] in (asked.before or "")
+    refused = _cli_prompt(no, node, lab_config, "n")
     assert refused.exitstatus == 126 and "declined" in (refused.before or "")
 
-    no_terminal = subprocess.run([JEXIDA, "run", "$(printf echo) cli-nobody", "--node", node, "--inventory",
-                                  str(lab_config)], capture_output=True, text=True, env=env, timeout=120,
+    no_terminal = subprocess.run([JEXIDA, "run", nobody, "--node", node, "--inventory", str(lab_config)],
+                                 capture_output=True, text=True, env=env, timeout=120,
                                  stdin=subprocess.DEVNULL, check=False)
     assert no_terminal.returncode == 126 and "pass --yes" in no_terminal.stderr
-    with_yes = subprocess.run([JEXIDA, "run", "$(printf echo) cli-flag", "--node", node, "--yes", "--inventory",
-                               str(lab_config)], capture_output=True, text=True, env=env, timeout=120,
-                              stdin=subprocess.DEVNULL, check=False)
-    assert with_yes.returncode == 0 and with_yes.stdout.strip() == "cli-flag"
+    with_yes = subprocess.run([JEXIDA, "run", flag, "--node", node, "--yes", "--inventory", str(lab_config)],
+                              capture_output=True, text=True, env=env, timeout=120, stdin=subprocess.DEVNULL,
+                              check=False)
+    assert with_yes.returncode == 0 and with_yes.stdout.strip() == flag.split()[-1]
     answers = {e.get("command"): e.get("answer") for e in audit_entries() if e.get("phase") in ("intent", None)}
-    assert answers.get("$(printf echo) cli-yes") == "accepted"
-    assert answers.get("$(printf echo) cli-no") == "declined"
-    assert answers.get("$(printf echo) cli-flag") == "accepted"
+    assert answers.get(yes) == "accepted"
+    assert answers.get(no) == "declined"
+    assert answers.get(flag) == "accepted"
 
 
 def test_policy_check_on_a_file(tmp_path: Path) -> None:

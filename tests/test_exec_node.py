@@ -12,10 +12,8 @@ process); node1 keeps its jump option only so the inventory can probe hidden1 th
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +26,7 @@ import anyio
 import pytest
 import yaml
 from conftest import run_bootstrap, write_jexida_config
-from mcp_client import bridge_client, bridge_env, bridge_session, call, structured
+from mcp_client import bridge_client, bridge_env, bridge_session, call, structured, submit_then_kill_bridge
 
 import jexida_lab as lab
 
@@ -127,27 +125,12 @@ async def test_commands_run_through_the_execution_node_as_direct_ones(exec_lab: 
     assert _processes(exec_lab, "^sleep 317") == ([], [])
 
 
-def _bridge_pids(config: Path) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", f"serve --inventory {config}"], capture_output=True, text=True,
-                           check=False)
-    return [int(pid) for pid in found.stdout.split()]
-
-
 @pytest.mark.anyio
 async def test_a_tracked_job_survives_a_killed_bridge(exec_lab: ExecLab) -> None:
     hidden = exec_lab.hidden.name
-    try:
-        async with bridge_session(exec_lab.config) as session:
-            submitted = await call(session, "submit_job", command="sleep 6; echo finishing; exit 4",
-                                   node_name=hidden, wait_s=0)
-            assert submitted["status"] == "running" and submitted["node"] == hidden, submitted
-            pids = _bridge_pids(exec_lab.config)
-            assert pids, "the bridge process was not found"
-            for pid in pids:
-                os.kill(pid, signal.SIGKILL)
-            await anyio.sleep(1)
-    except Exception:  # the session breaks with the killed server: that is the point
-        pass
+    submitted = await submit_then_kill_bridge(exec_lab.config, command="sleep 6; echo finishing; exit 4",
+                                              node_name=hidden)
+    assert submitted["node"] == hidden, submitted
     async with bridge_session(exec_lab.config) as session:
         deadline = time.monotonic() + 90
         while (job := await call(session, "get_job", job_id=submitted["job_id"]))["status"] == "running":
@@ -162,16 +145,20 @@ async def test_a_tracked_job_survives_a_killed_bridge(exec_lab: ExecLab) -> None
 async def test_a_canceled_call_stops_the_command_and_the_worker(exec_lab: ExecLab) -> None:
     hidden = exec_lab.hidden.name
     marker = f"sleep {secrets.randbelow(90000) + 510000}"  # unique: the audit log outlives test sessions
-    async with bridge_client(exec_lab.config) as client:
-        with anyio.move_on_after(8) as scope:
-            await client.call_tool("offload_to", {"command": f"{marker}; echo never", "node_id": hidden})
-        assert scope.cancelled_caught
+    def left() -> tuple[list[str], list[str]]:
+        behind, _ = _processes(exec_lab, f"^{marker}$")
+        # [a]/[j]: the pattern must not match the shell that runs pgrep
+        workers = exec_lab.on_runner("pgrep -af '[a]nsible-runner worker|[j]exida-worker-guard' || true")
+        return behind, workers.splitlines()
 
-        def left() -> tuple[list[str], list[str]]:
-            behind, _ = _processes(exec_lab, f"^{marker}$")
-            # [a]/[j]: the pattern must not match the shell that runs pgrep
-            workers = exec_lab.on_runner("pgrep -af '[a]nsible-runner worker|[j]exida-worker-guard' || true")
-            return behind, workers.splitlines()
+    async with bridge_client(exec_lab.config) as client:
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(client.call_tool, "offload_to", {"command": f"{marker}; echo never", "node_id": hidden})
+            deadline = time.monotonic() + 60
+            while not all(started := await anyio.to_thread.run_sync(left)) and time.monotonic() < deadline:
+                await anyio.sleep(0.5)
+            calls.cancel_scope.cancel()  # the client abandons the call: notifications/cancelled
+        assert all(started), f"before the cancel, the command on hidden1 and the worker on node1: {started}"
 
         running = await anyio.to_thread.run_sync(left)
         deadline = time.monotonic() + 10

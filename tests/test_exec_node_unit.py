@@ -11,8 +11,8 @@ from ansible_collections.jexida.cluster.plugins.module_utils import registry
 from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import probe_through
 from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import target_for_node
 
-from mcp_bridge import exec_node, settings
-from mcp_bridge.execution import HostResult, _run_groups
+from mcp_bridge import exec_node, execution, settings
+from mcp_bridge.execution import HostResult, RunOutcome, _run_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,12 +119,21 @@ def test_a_call_runs_direct_and_streamed_groups_and_merges_them(monkeypatch: pyt
             kwargs["on_event"](event)
         return exec_node.StreamedRun(status="successful", rc=0, duration_ms=7, artifact_dir="y")
 
+    def direct(hosts: dict[str, Any], *, on_host: Any, **kwargs: Any) -> RunOutcome:
+        seen.append(f"direct:{','.join(sorted(hosts))}")
+        result = HostResult(host="d1", status="succeeded", rc=0, stdout="d1")
+        on_host("d1", result)
+        return RunOutcome(hosts={"d1": result}, runner_status="successful", runner_rc=0, duration_ms=3,
+                          artifact_dir="z")
+
     monkeypatch.setattr(exec_node, "run_streamed", streamed)
+    monkeypatch.setattr(execution, "run_scripts", direct)
     heard: list[str] = []
-    hosts = {"h1": (_conn("e1"), "l"), "h2": (_conn("down"), "l")}
+    hosts = {"d1": (_conn(), "l"), "h1": (_conn("e1"), "l"), "h2": (_conn("down"), "l")}
     outcome = _run_groups(exec_node.split_hosts(hosts), timeout_s=5,
                           on_host=lambda host, result: heard.append(host), give_up=None)
-    assert sorted(seen) == ["down:h2", "e1:h1"] and heard == ["h1"]
+    assert sorted(seen) == ["direct:d1", "down:h2", "e1:h1"] and sorted(heard) == ["d1", "h1"]
+    assert outcome.hosts["d1"].stdout == "d1"
     assert outcome.hosts["h1"] == HostResult(host="h1", status="succeeded", rc=0, stdout="h1", stdout_bytes=2,
                                              result={"rc": 0})
     assert outcome.hosts["h2"].status == "unreachable" and "Connection refused" in outcome.hosts["h2"].msg

@@ -50,6 +50,8 @@ def serving(inventory: Path, address: str, *extra: str, env: dict[str, str] | No
                     break
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
             time.sleep(0.2)
+        else:
+            raise AssertionError(f"jexida serve --http did not open {address}:{port} within 60 s")
         yield f"http://{address}:{port}", process
     finally:
         process.terminate()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 from conftest import WorkerLab, as_jexida, node_stopped
-from mcp_client import ToolFailed, bridge_env, bridge_session, call
+from mcp_client import ToolFailed, bridge_env, bridge_pids, bridge_session, call, submit_then_kill_bridge
 
 from mcp_bridge.paths import state_dir
 
@@ -31,12 +29,6 @@ async def wait_for(session: object, job_id: str, statuses: tuple[str, ...], with
         if job["status"] in statuses or time.monotonic() > deadline:
             return job
         await anyio.sleep(1)
-
-
-def bridge_pids(lab_config: Path) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", f"serve --inventory {lab_config}"], capture_output=True, text=True,
-                           check=False)
-    return [int(pid) for pid in found.stdout.split()]
 
 
 def rss_kb(pid: int) -> int:
@@ -92,17 +84,7 @@ async def test_bad_job_input_is_a_clear_error(lab_config: Path) -> None:
 
 
 async def test_job_survives_a_killed_bridge_and_its_real_rc_is_collected(lab_config: Path) -> None:
-    try:
-        async with bridge_session(lab_config) as session:
-            submitted = await call(session, "submit_job", command="sleep 8; echo finishing; exit 3", wait_s=0)
-            assert submitted["status"] == "running"
-            pids = bridge_pids(lab_config)
-            assert pids, "the bridge process was not found"
-            for pid in pids:
-                os.kill(pid, signal.SIGKILL)
-            await anyio.sleep(1)
-    except Exception:  # the session breaks with the killed server: that is the point
-        pass
+    submitted = await submit_then_kill_bridge(lab_config, command="sleep 8; echo finishing; exit 3")
     async with bridge_session(lab_config) as session:
         job = await wait_for(session, submitted["job_id"], ("failed", "succeeded", "lost"))
     assert job["status"] == "failed" and job["rc"] == 3, job

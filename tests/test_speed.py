@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import anyio
 import pytest
 import yaml
 from conftest import WorkerLab, as_jexida, controller_key, write_jexida_config
-from mcp_client import bridge_client, bridge_session, call, structured
+from mcp_client import bridge_client, bridge_pids, bridge_session, call, structured
 
 import jexida_lab as lab
 from mcp_bridge.paths import state_dir
@@ -46,11 +45,12 @@ async def test_an_unknown_host_key_is_refused(worker_lab: WorkerLab, tmp_path: P
     """ansible-runner turned host key checking off unless told; the bridge now keeps Ansible's own setting."""
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    control = tempfile.mkdtemp(prefix="jx-cp-", dir="/tmp")  # a fresh ControlPath: no master to reuse
+    control = tmp_path / "cp"  # a fresh ControlPath: no master to reuse
+    control.mkdir()
     stranger = {"name": "stranger", "host": worker_lab.nodes[0].address, "user": "jexida",
                 "vars": {"ansible_ssh_private_key_file": controller_key(),
                          "ansible_ssh_common_args": f"-o UserKnownHostsFile={empty}",
-                         "ansible_control_path_dir": control}}
+                         "ansible_control_path_dir": str(control)}}
     config = write_jexida_config(tmp_path / "k.jexida.yml", registry_with(worker_lab, tmp_path / "nodes.yml",
                                                                             stranger))
     async with bridge_session(config) as session:
@@ -148,12 +148,6 @@ def warm_server_of(bridge: int) -> int:
     return int(found[0])
 
 
-def bridge_pid(config: Path) -> int:
-    found = subprocess.run(["pgrep", "-f", f"serve --inventory {config}"], capture_output=True, text=True,
-                           check=False).stdout.split()
-    return int(found[0])
-
-
 async def test_commands_run_warm_and_fall_back_when_its_server_dies(worker_lab: WorkerLab, lab_config: Path) -> None:
     node = worker_lab.nodes[0].name
     async with bridge_session(lab_config) as session:
@@ -163,7 +157,7 @@ async def test_commands_run_warm_and_fall_back_when_its_server_dies(worker_lab: 
             await anyio.sleep(0.5)
             await call(session, "offload_to", command="true", node_id=node)
         assert ran_warm(latest_runs()[0])
-        os.kill(warm_server_of(bridge_pid(lab_config)), signal.SIGKILL)
+        os.kill(warm_server_of(bridge_pids(lab_config)[0]), signal.SIGKILL)
         await anyio.sleep(1)  # dead, not dying: a call in the same instant still reaches its client
         result = await call(session, "offload_to", command="echo after-the-server-died", node_id=node)
         assert result["stdout"] == "after-the-server-died" and not ran_warm(latest_runs()[0])

@@ -111,7 +111,8 @@ def test_the_plugin_appends_the_hop_built_from_the_bastion_entry(tmp_path: Path)
                    "UserKnownHostsFile=/state/known_hosts", "StrictHostKeyChecking=yes", "ControlMaster=no"):
         assert option in hop, option
     # A node with no ssh args of its own keeps the configured ones (none here) and gets only the hop.
-    assert shlex.split(host_vars["h2"]["ansible_ssh_common_args"])[0] == "-o"
+    only_hop = shlex.split(host_vars["h2"]["ansible_ssh_common_args"])
+    assert len(only_hop) == 2 and only_hop[0] == "-o" and only_hop[1].startswith("ProxyCommand=ssh "), only_hop
 
 
 @pytest.mark.parametrize(

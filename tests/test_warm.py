@@ -115,6 +115,7 @@ def test_concurrent_calls_do_not_mix(warm: WarmAnsible) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+    assert sorted(outcomes) == list(range(8)), "a call raised instead of answering"
     for index, outcome in outcomes.items():
         assert went_warm(outcome)
         assert list(outcome.hosts) == [f"ctl{index}"]
