@@ -41,6 +41,9 @@ MAX_PARALLEL_RUNS = 16  # concurrent ansible-runner processes one bridge starts
 CONTROLLER_GRACE_S = 30  # beyond a command's own timeout before the controller kills Ansible
 CANCEL_GRACE_S = 10  # after a cancel reached the node, before the controller stops waiting for Ansible
 NODE_SNIPPET_TIMEOUT_S = 120  # job start/poll/read/cancel snippets
+# A job's collection claim older than this is taken over (its collector died): the collect snippet's
+# own limit, twice.
+COLLECT_CLAIM_S = 2 * NODE_SNIPPET_TIMEOUT_S
 RUNNER_DIRS_KEPT = 200  # per-call runner folders kept under the state folder
 RUNNER_ROTATE_EVERY = 20  # runs between two clean-ups of those folders
 # Ansible forks of one call: one per host, up to this many at once (each fork is a copy of Ansible;

@@ -68,3 +68,18 @@ def test_a_node_that_stays_unreachable_loses_its_jobs(manager: jobs.JobManager,
 def test_bad_job_ids_are_refused(manager: jobs.JobManager, job_id: str) -> None:
     with pytest.raises(jobs.JobError, match="bad job id"):
         manager.get(job_id)
+
+
+def test_one_collector_per_job_and_a_dead_collectors_claim_expires(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcp_bridge import settings
+    from mcp_bridge.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "jobs.db")
+    store.insert(job_id="job-1", node="n", command="true", status="running", created_at="2026-11-24T00:00:00Z",
+                 timeout_s=60)
+    assert store.claim_collection("job-1") is True
+    assert store.claim_collection("job-1") is False, "a second collector while the first works"
+    later = time.time() + settings.COLLECT_CLAIM_S + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert store.claim_collection("job-1") is True, "the first collector died with its claim: take it over"

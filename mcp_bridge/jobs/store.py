@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mcp_bridge import settings
 from mcp_bridge.jobs.models import FINISHED, JobError, JobInfo, JobResult, check_job_id
 
 _SCHEMA = """
@@ -18,7 +20,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     status TEXT NOT NULL, rc INTEGER, created_at TEXT NOT NULL, started_at TEXT, ended_at TEXT,
     timeout_s INTEGER NOT NULL, pid INTEGER, stdout_bytes INTEGER NOT NULL DEFAULT 0,
     stderr_bytes INTEGER NOT NULL DEFAULT 0, stdout TEXT NOT NULL DEFAULT '', stderr TEXT NOT NULL DEFAULT '',
-    truncated INTEGER NOT NULL DEFAULT 0, error TEXT, routing_reason TEXT, last_line TEXT NOT NULL DEFAULT ''
+    truncated INTEGER NOT NULL DEFAULT 0, error TEXT, routing_reason TEXT, last_line TEXT NOT NULL DEFAULT '',
+    collecting REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status);
 CREATE INDEX IF NOT EXISTS jobs_by_node ON jobs(node);
@@ -61,10 +64,14 @@ class JobStore:
             db.execute(f"UPDATE jobs SET {sets} WHERE job_id = ?", (*fields.values(), job_id))
 
     def claim_collection(self, job_id: str) -> bool:
-        """True for exactly one caller (thread or process) per ended job: the one that collects it."""
+        """True for exactly one caller (thread or process) per ended job: the one that collects it.
+
+        The claim holds its time: a collector that died with it (a killed bridge) does not keep the
+        job "running" for ever; after settings.COLLECT_CLAIM_S another caller may collect."""
+        now = time.time()
         with self.db() as db:
-            return db.execute("UPDATE jobs SET collecting = 1 WHERE job_id = ? AND status = 'running' "
-                              "AND collecting = 0", (job_id,)).rowcount == 1
+            return db.execute("UPDATE jobs SET collecting = ? WHERE job_id = ? AND status = 'running' "
+                              "AND collecting < ?", (now, job_id, now - settings.COLLECT_CLAIM_S)).rowcount == 1
 
     def get(self, job_id: str) -> sqlite3.Row:
         with self.db() as db:
