@@ -27,7 +27,7 @@ from mcp_bridge.gate import Approval, Verdict
 from mcp_bridge.node_ops import NodeOps
 from mcp_bridge.nodes import Node, NodeDirectory, NodeError
 from mcp_bridge.policy import CommandPolicy, PolicyDecision
-from mcp_bridge.watched_files import LightCommands, PolicySource
+from mcp_bridge.watched_files import light_commands, policy_source
 
 # The face a call comes through, when it differs from the bridge's own (the HTTP API inside an MCP
 # HTTP server): set by that face around its call; worker threads inherit it (anyio copies contexts).
@@ -79,8 +79,8 @@ class Cluster(NodeOps):
     def __init__(self, config: BridgeConfig) -> None:
         self.config = config
         self.directory = NodeDirectory(config.inventory, ttl_s=config.settings.facts_ttl_s)
-        self._policy_source = PolicySource(config.policy_file)
-        self.light_commands = LightCommands(config.inventory)
+        self._policy_source = policy_source(config.policy_file)
+        self.light_commands = light_commands(config.inventory)
         self.audit = AuditLog(config.home / "audit.jsonl")
         self.in_flight = InFlight()
         self._runs = threading.BoundedSemaphore(settings.MAX_PARALLEL_RUNS)
@@ -262,8 +262,8 @@ class Cluster(NodeOps):
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
         tried: list[str] = []
         while True:
-            decision = routing.choose_for_command(command, requirements, self.views(), self.busy(),
-                                                  self.light_commands.current())
+            light = self.light_commands.current() if requirements == routing.Requirements() else frozenset()
+            decision = routing.choose_for_command(command, requirements, self.views(), self.busy(), light)
             info = _routing_model(decision)
             if tried:
                 info.reason = f"{info.reason} (after {', '.join(tried)} turned out unreachable)"
