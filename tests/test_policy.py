@@ -325,3 +325,9 @@ def test_a_command_asked_about_then_run_is_analysed_once(monkeypatch: pytest.Mon
     no_builds = {"deny": [{"id": "no-builds", "reason": "no builds", "argv0": "make"}]}
     assert CommandPolicy.from_mapping(no_builds).check("make -j8").decision \
         == "deny", "another policy (a changed file) decides afresh"
+
+
+@pytest.mark.parametrize("kind, value", [("deny", ""), ("allow", 0), ("deny", {})])
+def test_a_rule_list_that_is_not_a_list_is_an_error_not_no_rules(kind: str, value: object) -> None:
+    with pytest.raises(PolicyError, match=f"{kind}: must be a list of rules"):
+        CommandPolicy.from_mapping({kind: value})

@@ -352,3 +352,13 @@ def test_server_sent_events_carry_the_offset_to_resume_from() -> None:
     text = event("output", {"data": "a\nb\n", "offset": 4}, 4)
     assert text == 'id: 4\nevent: output\ndata: {"data": "a\\nb\\n", "offset": 4}\n\n'
     assert event("end", {}) == "event: end\ndata: {}\n\n"
+
+
+def test_an_unknown_job_or_node_is_404_by_its_type_not_its_words() -> None:
+    from mcp_bridge.jobs.models import JobError, UnknownJob
+    from mcp_bridge.nodes import NodeError
+    from mcp_bridge.web.context import error_status
+
+    assert error_status(UnknownJob("no such thing")) == 404
+    assert error_status(NodeError("gone")) == 404
+    assert error_status(JobError("unknown stream 'x': use stdout or stderr")) == 400

@@ -50,6 +50,10 @@ class JobError(JexidaError):
     """Bad input about a job: unknown id, bad stream, ...; the message says what to do."""
 
 
+class UnknownJob(JobError, LookupError):
+    """No job has this id (a LookupError, as an unknown node is: the HTTP faces answer 404)."""
+
+
 class JobInfo(BaseModel):
     job_id: str
     status: JobStatus

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_bridge import settings
-from mcp_bridge.jobs.models import FINISHED, JobError, JobInfo, JobResult, check_job_id
+from mcp_bridge.jobs.models import FINISHED, JobInfo, JobResult, UnknownJob, check_job_id
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -77,7 +77,7 @@ class JobStore:
         with self.db() as db:
             row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (check_job_id(job_id),)).fetchone()
         if row is None:
-            raise JobError(f"unknown job {job_id!r}: list_jobs shows the known ones")
+            raise UnknownJob(f"unknown job {job_id!r}: list_jobs shows the known ones")
         return row
 
     def select(self, where: str = "1", params: tuple[Any, ...] = (), limit: int = 1000) -> list[sqlite3.Row]:

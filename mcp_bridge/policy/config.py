@@ -109,7 +109,9 @@ def from_mapping(data: Any, source: str = "<policy>") -> UserRules:
     seen: set[str] = set()
     lists: dict[str, list[PolicyRule]] = {}
     for kind in ("deny", "allow"):
-        entries = data.get(kind) or []
+        entries = data.get(kind)
+        if entries is None:  # left out, or written with nothing after it
+            entries = []
         if not isinstance(entries, list):
             raise PolicyError(f"{source}: {kind}: must be a list of rules (each a mapping with id, reason and "
                               "argv0 or regex)")

@@ -19,7 +19,6 @@ from mcp_bridge import __version__
 from mcp_bridge.core import Cluster, current_face
 from mcp_bridge.errors import JexidaError
 from mcp_bridge.web.session import Session, Sessions, cookie_name
-from mcp_bridge.web.tools import not_found
 
 HERE = Path(__file__).parent
 FACE_API = "http-api"  # the audit's face for /api/tools calls
@@ -91,7 +90,7 @@ class Web:
 
 def error_status(exc: JexidaError) -> int:
     """Unknown node or job (the core raises LookupErrors for those): 404; any other user error: 400."""
-    return 404 if isinstance(exc, LookupError) or not_found(str(exc)) else 400
+    return 404 if isinstance(exc, LookupError) else 400
 
 
 def login_page(request: Request) -> Response:
