@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from ansible_collections.jexida.cluster.plugins.module_utils import registry
 
-from mcp_bridge import models, playbook_run
+from mcp_bridge import models, playbook_run, settings
 from mcp_bridge.errors import JexidaError
 from mcp_bridge.nodes import Node, NodeError, execution_node_entry, runner_inventory
 from mcp_bridge.paths import BOOTSTRAP_PLAYBOOK
@@ -111,9 +111,18 @@ class NodeOps:
                 # Checked against the whole inventory before writing: a registry naming an unknown node
                 # would make every later inventory read fail.
                 try:
-                    self.directory.get(other)
+                    hop = self.directory.get(other)
                 except NodeError as exc:
                     raise NodeError(f"'{field}': {exc}") from exc
+                # The inventory plugin's rules for the node named there (plugin_utils/jump.py).
+                if hop.name == name:
+                    raise NodeError(f"'{field}': a node cannot be reached through itself")
+                if hop.via or hop.execution_node:
+                    raise NodeError(f"'{field}': {other!r} is itself reached through "
+                                    f"{hop.via or hop.execution_node!r}; name a node the controller reaches directly")
+                if str(hop.connection_vars.get("ansible_connection", "")) in settings.LOCAL_CONNECTIONS:
+                    raise NodeError(f"'{field}': {other!r} is on a local connection (the controller itself); "
+                                    f"name a node reached over SSH")
         entry: dict[str, Any] = {"name": name, "host": host, "user": user, "port": ssh_port,
                                  "tags": list(tags), "active": is_active, "via": via,
                                  "execution_node": execution_node}

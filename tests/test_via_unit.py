@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
@@ -302,3 +303,31 @@ def test_the_jump_args_filter_is_the_plugins_composition(tmp_path: Path) -> None
                               probe.ansible_ssh_defaults())
     assert (tmp_path / "hop").read_text() == expected
     assert run.returncode != 0 and "which uses ansible_connection=local" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("field", ["via", "execution-node"])
+def test_registering_through_a_node_the_plugin_would_refuse_is_refused_first(tmp_path: Path, field: str) -> None:
+    """The CLI (and register_worker_node) check the named node as the inventory would, before writing."""
+    from conftest import write_jexida_config
+    from mcp_client import bridge_env
+
+    registry = tmp_path / "nodes.yml"
+    registry.write_text(yaml.safe_dump({"nodes": [
+        {"name": "ctl", "host": "localhost", "vars": {"ansible_connection": "local"}},
+        {"name": "b1", "host": "127.0.0.9"},
+        {"name": "h1", "host": "10.20.0.7", "via": "b1"}]}))
+    config = write_jexida_config(tmp_path / "t.jexida.yml", registry, probe=False)
+    before = registry.read_text()
+
+    def add(name: str, through: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(Path(sys.executable).parent / "jexida"), "nodes", "add", name, "10.20.0.8",
+                               f"--{field}", through, "--inventory", str(config)],
+                              capture_output=True, text=True, timeout=120, env=bridge_env(), check=False)
+
+    for through, said in (("ctl", "is on a local connection"), ("h1", "is itself reached through 'b1'"),
+                          ("b1x", "unknown node")):
+        refused = add("x", through)
+        assert refused.returncode == 3 and said in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert registry.read_text() == before
+    assert add("x", "b1").returncode == 0
