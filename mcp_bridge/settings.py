@@ -66,6 +66,9 @@ EXEC_NODE_WORK_DIR = "/tmp"
 EXEC_NODE_CONNECT_TIMEOUT_S = 10  # ssh to the execution node
 # The warm Ansible (mcp_bridge/warm/): on in `jexida serve` unless this variable says off.
 WARM_ANSIBLE_ENV = "JEXIDA_WARM_ANSIBLE"
+WARM_YOUNG_S = 60.0  # a warm server that dies sooner than this after its start "died young"
+WARM_RESTART_PAUSE_S = 10.0  # after a server died young, before the next start
+WARM_GIVE_UP_AFTER = 5  # servers that died young in a row: stop trying (calls stay cold)
 # Which Ansible module carries the node-side script: raw (default) or shell (the way before raw,
 # kept for comparison in bench/ and for nodes where raw cannot work).
 NODE_MODULE_ENV = "JEXIDA_NODE_MODULE"

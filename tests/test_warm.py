@@ -17,8 +17,8 @@ from pathlib import Path
 import ansible_runner
 import pytest
 
-from mcp_bridge import execution, runner_env
-from mcp_bridge.warm import WarmAnsible, manager
+from mcp_bridge import execution, runner_env, settings
+from mcp_bridge.warm import WarmAnsible
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the warm server needs Linux")
 
@@ -160,7 +160,7 @@ def test_the_bridge_falls_back_when_the_server_dies_and_restarts_it(warm: WarmAn
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
-    monkeypatch.setattr(manager, "RESTART_PAUSE_S", 0)
+    monkeypatch.setattr(settings, "WARM_RESTART_PAUSE_S", 0)
     fallback = shell("echo still-works")
     assert fallback.hosts["ctl"].stdout == "still-works" and not went_warm(fallback)
     wait_ready(warm)

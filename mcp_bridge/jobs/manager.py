@@ -38,9 +38,9 @@ from mcp_bridge.jobs.models import (
     JobInfo,
     JobOutput,
     JobResult,
-    _now,
     _when,
     new_job_id,
+    now_utc,
 )
 from mcp_bridge.jobs.store import JobStore, row_to_info
 from mcp_bridge.nodes import Node
@@ -132,7 +132,7 @@ class JobManager:
         if not verdict.run:
             self.cluster._audit("submit", command=command, nodes=[node_name] if node_name else None, job_id=job_id,
                                 decision=verdict.audit_decision, answer=verdict.answer, status=verdict.status)
-            now = _now()
+            now = now_utc()
             self.store.insert(job_id=job_id, node=node_name, command=command, description=description,
                               status=verdict.status, created_at=now, ended_at=now, timeout_s=timeout_s,
                               error=verdict.message)
@@ -146,17 +146,17 @@ class JobManager:
             intent = self.cluster._intent("submit", command=command, nodes=[node.name], job_id=job_id,
                                           decision=verdict.audit_decision, answer=verdict.answer)
             self.store.insert(job_id=job_id, node=node.name, command=command, description=description,
-                              status="queued", created_at=_now(), timeout_s=timeout_s, routing_reason=reason,
+                              status="queued", created_at=now_utc(), timeout_s=timeout_s, routing_reason=reason,
                               error=verdict.message or None)
             outcome = self._shell(node, scripts.start(node.job_dir, node.log_dir, job_id, command, timeout_s))
             started = outcome.hosts.get(node.name)
             if started is None or not started.ok or not started.stdout.strip().isdigit():
                 why = (started.msg or started.stderr) if started else outcome.runner_status
                 self._update(job_id, status="lost", error=f"could not start on {node.name}: {why.strip()}",
-                                  ended_at=_now())
+                                  ended_at=now_utc())
                 self.cluster._outcome(intent, "submit", nodes=[node.name], job_id=job_id, status="lost")
                 return self.result(job_id)
-            self._update(job_id, status="running", pid=int(started.stdout.strip()), started_at=_now())
+            self._update(job_id, status="running", pid=int(started.stdout.strip()), started_at=now_utc())
         finally:
             with self._placing:
                 self._pending[node.name] -= 1
@@ -228,7 +228,7 @@ class JobManager:
 
     def _lose(self, row: sqlite3.Row, reason: str) -> None:
         if row["status"] == "running":  # a job that already ended keeps its real result
-            self._update(row["job_id"], status="lost", error=reason, ended_at=_now())
+            self._update(row["job_id"], status="lost", error=reason, ended_at=now_utc())
             self.cluster._audit("job-lost", job_id=row["job_id"], nodes=[row["node"]], reason=reason)
 
     def _apply(self, node: Node, row: sqlite3.Row, state: dict[str, Any]) -> None:
@@ -241,9 +241,10 @@ class JobManager:
         elif kind == "exited":
             rc = int(state["rc"])
             status = "timeout" if state.get("timed_out") else ("succeeded" if rc == 0 else "failed")
-            self._collect(node, job_id, status=status, rc=rc, ended_at=state.get("ended_at") or _now(), **sizes)
+            self._collect(node, job_id, status=status, rc=rc, ended_at=state.get("ended_at") or now_utc(), **sizes)
         elif kind == "canceled":
-            self._collect(node, job_id, status="canceled", rc=None, ended_at=state.get("ended_at") or _now(), **sizes)
+            self._collect(node, job_id, status="canceled", rc=None, ended_at=state.get("ended_at") or now_utc(),
+                          **sizes)
         elif kind == "vanished":
             self._lose(row, f"the job's process on {node.name} is gone and left no exit code "
                             f"(node rebooted or process killed outside jexida)")

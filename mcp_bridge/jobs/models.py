@@ -28,7 +28,8 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
-def _now() -> str:
+def now_utc() -> str:
+    """The time as every job and page shows it: UTC, ISO 8601, seconds."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mcp_bridge import settings
 from mcp_bridge.warm.forkserver import projection
 
 HERE = Path(__file__).resolve().parent
@@ -33,8 +34,6 @@ SERVER = HERE / "forkserver.py"
 CLIENT = HERE / "client.py"
 # Set by ansible-runner per call; the server's environment is a call's minus these.
 PER_CALL_ENV = ("AWX_ISOLATED_DATA_DIR", "ANSIBLE_CACHE_PLUGIN_CONNECTION")
-RESTART_PAUSE_S = 10.0  # after a server died young, before the next start
-GIVE_UP_AFTER = 5  # servers that died young in a row: stop trying (calls stay cold)
 
 
 def real_ansible() -> str | None:
@@ -114,16 +113,16 @@ class WarmAnsible:
         if alive and key == self._key:
             return self.ready()
         if self._proc is not None and not alive:
-            if time.monotonic() - self._started_at < 60:
+            if time.monotonic() - self._started_at < settings.WARM_YOUNG_S:
                 self._young_deaths += 1
             self._stop()
-            if self._young_deaths >= GIVE_UP_AFTER:
+            if self._young_deaths >= settings.WARM_GIVE_UP_AFTER:
                 if self.usable:
                     print("jexida: the warm Ansible server keeps dying: commands run cold from now on "
                           f"(see {self._log_path})", file=sys.stderr, flush=True)
                 self.usable = False
                 return False
-            if time.monotonic() - self._started_at < RESTART_PAUSE_S:
+            if time.monotonic() - self._started_at < settings.WARM_RESTART_PAUSE_S:
                 return False
         elif alive:  # another configuration: this server would refuse every call
             self._stop()

@@ -7,13 +7,13 @@ session); with it, app.js posts the same form asking for JSON and shows the resu
 
 from __future__ import annotations
 
-import time
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from mcp_bridge.jobs.models import now_utc
 from mcp_bridge.web.context import FACE_PAGES, Web, action, wants_json
 from mcp_bridge.web.session import safe_next
 from mcp_bridge.web.tools import call_tool
@@ -27,7 +27,7 @@ def routes(web: Web) -> list[Route]:
         session = web.session(request)
         assert session is not None  # action() let the request in
         if outcome.ok:
-            session.checks[name] = {**outcome.body, "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            session.checks[name] = {**outcome.body, "checked_at": now_utc()}
         if wants_json(request):
             body = session.checks[name] if outcome.ok else outcome.body
             return JSONResponse(body, status_code=outcome.status)
