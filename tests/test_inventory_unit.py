@@ -703,10 +703,11 @@ def test_ssh_command_uses_the_hosts_connection_settings(jexida: ModuleType, tmp_
     assert joined.index("ServerAliveInterval") < joined.index("UserKnownHostsFile")  # Ansible's order
 
 
-def test_target_falls_back_to_ansible_config(jexida: ModuleType) -> None:
+def test_target_falls_back_to_ansible_config(jexida: ModuleType, tmp_path: Path) -> None:
     node = registry.normalize_node({"name": "n1"}, "test")
+    # ssh_command makes the ControlPath folder: a test's own, never the person's ~/.ansible/cp.
     target = jexida.target_for_node(node, {"private_key_file": "~/.ssh/fleet", "ssh_executable": "/usr/bin/ssh",
-                                           "host_key_checking": False})
+                                           "host_key_checking": False, "control_path_dir": str(tmp_path / "cp")})
     assert target.private_key_file == "~/.ssh/fleet" and target.ssh_executable == "/usr/bin/ssh"
     argv = jexida.ssh_command(target, "n1")
     assert "StrictHostKeyChecking=no" in argv
