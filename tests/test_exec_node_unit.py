@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible_collections.jexida.cluster.plugins.module_utils import registry
+from ansible_collections.jexida.cluster.plugins.module_utils import node_spec, registry
 from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import probe_through
 from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import target_for_node
 
@@ -30,14 +30,14 @@ def _node(name: str, **fields: Any) -> dict[str, Any]:
 ])
 def test_a_bad_execution_node_is_refused_with_the_node_and_field(nodes: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(registry.RegistryError, match=message):
-        registry.validate_nodes(nodes, "nodes.yml")
+        node_spec.validate_nodes(nodes, "nodes.yml")
 
 
 def test_an_unknown_execution_node_is_an_error_only_for_the_whole_inventory() -> None:
-    nodes = registry.validate_nodes([_node("a", execution_node="elsewhere")], "nodes.yml")  # may be inline
+    nodes = node_spec.validate_nodes([_node("a", execution_node="elsewhere")], "nodes.yml")  # may be inline
     assert nodes[0]["execution_node"] == "elsewhere"
     with pytest.raises(registry.RegistryError, match="'execution_node' names 'elsewhere', which is not a node"):
-        registry.check_via([("nodes.yml", nodes)])
+        node_spec.check_via([("nodes.yml", nodes)])
 
 
 def test_upsert_keeps_and_clears_execution_node_and_remove_refuses_its_runner(tmp_path: Path) -> None:

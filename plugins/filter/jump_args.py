@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.jexida.cluster.plugins.module_utils.registry import RegistryError, normalize_node
+from ansible_collections.jexida.cluster.plugins.module_utils.node_spec import RegistryError, normalize_node
 from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import ViaError, jump_args
 from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import ansible_ssh_defaults
 

@@ -216,7 +216,7 @@ from typing import Any
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
+from ansible_collections.jexida.cluster.plugins.module_utils.node_spec import (
     RegistryError,
     check_via,
     node_where,

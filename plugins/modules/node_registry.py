@@ -157,6 +157,7 @@ node:
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.jexida.cluster.plugins.module_utils.node_spec import NODE_KEYS
 from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
     YAML_IMPORT_ERROR,
     RegistryError,
@@ -164,8 +165,6 @@ from ansible_collections.jexida.cluster.plugins.module_utils.registry import (
     remove_node,
     upsert_node,
 )
-
-NODE_OPTIONS = ("name", "host", "port", "user", "tags", "active", "vars", "fallback_hosts", "via", "execution_node")
 
 
 def _stored(path: str, name: str) -> dict[str, Any] | None:
@@ -204,7 +203,7 @@ def main() -> None:
             node = before if changed else None
             after = None
         else:
-            wanted = {key: module.params[key] for key in NODE_OPTIONS}
+            wanted = {key: module.params[key] for key in NODE_KEYS}
             changed, node = upsert_node(path, wanted, dry_run=module.check_mode)
             after = node
     except RegistryError as exc:

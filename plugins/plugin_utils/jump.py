@@ -158,7 +158,7 @@ def apply_via(nodes: list[dict[str, Any]], render: Render, ssh_defaults: Mapping
     """Give every node with ``via`` its hop, in place (``ansible_ssh_common_args`` in its vars).
 
     ``render`` renders a node's templated connection vars; ``where`` names each node's entry
-    for errors ("nodes.yml: node #3 ('gpu1')"). Checked by registry.check_via before: every
+    for errors ("nodes.yml: node #3 ('gpu1')"). Checked by node_spec.check_via before: every
     bastion exists and is reached directly.
     """
     by_name = {node["name"]: node for node in nodes}
