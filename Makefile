@@ -9,14 +9,18 @@ PYTEST_ARGS ?=
 # test run never touches the real ~/.ansible, ~/.config or ~/.local/state.
 TEST_HOME := $(CURDIR)/.cache/test-home
 # Ansible keeps folders under ~ whatever ANSIBLE_HOME says: the ssh plugin's control_path_dir
-# (~/.ansible/cp) and, for tasks on the controller, remote_tmp (~/.ansible/tmp).
+# (~/.ansible/cp), and remote_tmp for tasks on the controller, which Ansible expands as
+# ~<user> (the passwd entry's home, not HOME). '$$HOME/.ansible/tmp' is expanded by the
+# target's shell and by the module: the same folder as the default on every node, and the
+# HOME below on the controller.
 TEST_ENV := ANSIBLE_HOME=$(TEST_HOME)/ansible ANSIBLE_SSH_CONTROL_PATH_DIR=$(TEST_HOME)/ansible/cp \
+	ANSIBLE_REMOTE_TMP='$$HOME/.ansible/tmp' \
 	XDG_CONFIG_HOME=$(TEST_HOME)/config XDG_STATE_HOME=$(TEST_HOME)/state XDG_CACHE_HOME=$(TEST_HOME)/cache \
 	JEXIDA_HOME=$(TEST_HOME)/state/jexida
-# Molecule's podman driver runs its create/destroy plays on the controller with remote_tmp
-# under ~ and async_dir set to $$HOME/.ansible_async by the play itself: it gets a HOME of its
-# own (rootless podman keeps its image store, which follows XDG_DATA_HOME, else HOME).
-MOLECULE_ENV := HOME=$(TEST_HOME)/home XDG_DATA_HOME=$${XDG_DATA_HOME:-$(HOME)/.local/share}
+# Molecule and pytest get a HOME of their own too: molecule's podman driver sets async_dir to
+# $$HOME/.ansible_async itself, and the tests' runs on the controller put remote_tmp under it.
+# Rootless podman keeps its image store, which follows XDG_DATA_HOME, else HOME.
+OWN_HOME := HOME=$(TEST_HOME)/home XDG_DATA_HOME=$${XDG_DATA_HOME:-$(HOME)/.local/share}
 
 .PHONY: help setup image demo test lint sanity molecule pytest bench clean-labs clean-check
 
@@ -53,12 +57,14 @@ sanity:
 
 # The scenarios run on the lab's node image (its tag follows the image recipe).
 molecule: image
-	$(TEST_ENV) $(MOLECULE_ENV) JEXIDA_NODE_IMAGE=$$($(LAB_PY) -c 'import jexida_lab; print(jexida_lab.image_ref())') \
+	@mkdir -p $(TEST_HOME)/home
+	$(TEST_ENV) $(OWN_HOME) JEXIDA_NODE_IMAGE=$$($(LAB_PY) -c 'import jexida_lab; print(jexida_lab.image_ref())') \
 		$(BIN)/molecule test --all
 
 # pytest exits 5 when a selection holds no test: that is not a failure here.
 pytest: image
-	$(TEST_ENV) $(BIN)/pytest --durations=12 $(PYTEST_ARGS); rc=$$?; \
+	@mkdir -p $(TEST_HOME)/home
+	$(TEST_ENV) $(OWN_HOME) $(BIN)/pytest --durations=12 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests selected"; rc=0; fi; exit $$rc
 
 # Every test step, then a check that none of them changed a tracked file or wrote into the

@@ -8,7 +8,14 @@ phase=$1 name=$2
 mark=.cache/clean-check-$name
 mkdir -p .cache
 watched=()
-[ "$name" = test ] && watched=("$HOME/.ansible" "$HOME/.ansible_async" "$HOME/.config/jexida")
+if [ "$name" = test ]; then
+    # HOME and the passwd entry's home: Ansible expands ~ in remote_tmp on the controller as ~<user>.
+    for home in "$HOME" "$(getent passwd "$(id -u)" | cut -d: -f6)"; do
+        for dir in "$home/.ansible" "$home/.ansible_async" "$home/.config/jexida"; do
+            [[ " ${watched[*]-} " == *" $dir "* ]] || watched+=("$dir")
+        done
+    done
+fi
 if [ "$phase" = start ]; then
     git status --porcelain --untracked-files=all > "$mark.status"
     touch "$mark.stamp"

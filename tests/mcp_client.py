@@ -18,7 +18,7 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 PASSED_ON = ("PATH", "HOME", "LANG", "JEXIDA_HOME", "CONTAINERS_CONF", "ANSIBLE_HOME", "ANSIBLE_SSH_CONTROL_PATH_DIR",
-             "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
+             "ANSIBLE_REMOTE_TMP", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME")
 
 
 def bridge_env(**extra: str) -> dict[str, str]:

@@ -45,6 +45,8 @@ def standalone_env(target: Path, **extra: str) -> dict[str, str]:
     env.update(ANSIBLE_COLLECTIONS_PATH=str(target), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
                ANSIBLE_HOME=os.environ["ANSIBLE_HOME"], ANSIBLE_NOCOLOR="1",
                ANSIBLE_SSH_CONTROL_PATH_DIR=os.environ["ANSIBLE_SSH_CONTROL_PATH_DIR"], **extra)
+    if "ANSIBLE_REMOTE_TMP" in os.environ:  # `make test` keeps the controller's remote_tmp in the tests' HOME
+        env["ANSIBLE_REMOTE_TMP"] = os.environ["ANSIBLE_REMOTE_TMP"]
     return env
 
 

@@ -33,8 +33,11 @@ class Installed:
     elsewhere: Path  # an unrelated working folder
 
     def env(self) -> dict[str, str]:
-        # Nothing from the test run: no venv on PATH, no XDG or ANSIBLE_* or JEXIDA_* variables.
-        return {"HOME": str(self.home), "PATH": f"{self.bin}:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        # Nothing from the test run: no venv on PATH, no XDG or JEXIDA_* variables. One ANSIBLE_* one:
+        # tasks on the controller (the playbook's registration) put Ansible's remote_tmp in the passwd
+        # entry's home, not in HOME; '$HOME/.ansible/tmp' keeps this person's in their temp home.
+        return {"HOME": str(self.home), "PATH": f"{self.bin}:/usr/bin:/bin", "LANG": "C.UTF-8",
+                "ANSIBLE_REMOTE_TMP": "$HOME/.ansible/tmp"}
 
     def run(self, *argv: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*argv], cwd=self.elsewhere, env=self.env(), capture_output=True, text=True,
