@@ -42,6 +42,7 @@ import ansible_runner
 from ansible_collections.jexida.cluster.plugins.plugin_utils import probe as node_probe
 
 from mcp_bridge import runner_env, settings
+from mcp_bridge.execution_scripts import script_inventory
 from mcp_bridge.nodes import EXECUTION_NODE_VAR  # the connection var holding the execution node's entry
 from mcp_bridge.paths import ANSIBLE_CFG
 
@@ -148,10 +149,7 @@ def run_streamed(
     work_dir = f"{settings.EXEC_NODE_WORK_DIR}/jexida-worker-{uuid.uuid4().hex[:12]}"
     files: dict[str, str] = {}
     shipped: dict[str, str] = {}
-    inventory = {"all": {"hosts": {
-        name: {**worker_side(connection, work_dir, files, shipped), "ansible_ssh_use_tty": False,
-               "jexida_script": line}
-        for name, (connection, line) in hosts.items()}}}
+    inventory = script_inventory(hosts, lambda connection: worker_side(connection, work_dir, files, shipped))
     key_file = private_key(next(iter(hosts.values()))[0])  # one key per job (split_hosts)
     out_dir = runner_env.new_private_dir()
 

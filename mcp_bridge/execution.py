@@ -44,6 +44,7 @@ from mcp_bridge.execution_scripts import (
     encoded_script,
     kill_script,
     new_run_id,
+    script_inventory,
     wrap_command,
 )
 from mcp_bridge.runner_env import ansible_envvars, skip_idle_wait_after_exit, start_warm
@@ -249,20 +250,15 @@ def run_scripts(
 ) -> RunOutcome:
     """Run a node-side line on each host (name -> (connection vars, line)), all in ONE Ansible run.
 
-    The line is the host variable ``jexida_script`` of the per-call inventory; names that share a
+    The line is the variable ``jexida_script`` of the per-call inventory; names that share a
     node are aliases of it and share its ControlPersist connection. Hosts behind an execution
     node run there instead, one streamed run per execution node, beside the direct run."""
     groups = exec_node.split_hosts(hosts)
     if set(groups) != {("", "")}:
         return _run_groups(groups, timeout_s=timeout_s, on_host=on_host, give_up=give_up)
-    inventory = {"all": {"hosts": {
-        # use_tty off as a host var: it beats the person's inventory and ANSIBLE_SSH_USETTY.
-        name: {**dict(connection), "ansible_ssh_use_tty": False, "jexida_script": line}
-        for name, (connection, line) in hosts.items()
-    }}}
     name, args = _module_for(hosts)
-    return run_module(inventory=inventory, host_pattern="all", module=name, module_args=args, timeout_s=timeout_s,
-                      forks=settings.forks_for(len(hosts)), on_host=on_host, give_up=give_up)
+    return run_module(inventory=script_inventory(hosts), host_pattern="all", module=name, module_args=args,
+                      timeout_s=timeout_s, forks=settings.forks_for(len(hosts)), on_host=on_host, give_up=give_up)
 
 
 def _module_for(hosts: Mapping[str, tuple[Mapping[str, Any], str]]) -> tuple[str, str]:

@@ -210,3 +210,25 @@ def test_a_host_without_its_own_key_uses_ansibles_configured_one(monkeypatch: py
     assert exec_node.private_key(keyless) == "/keys/from-ansible-cfg"
     assert exec_node.private_key(_conn("e1")) == "/keys/a"
     assert exec_node.split_hosts({"h": (keyless, "l")}) == {("e1", "/keys/from-ansible-cfg"): {"h": (keyless, "l")}}
+
+
+def test_a_broadcast_through_an_execution_node_ships_its_script_once(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    key = tmp_path / "key"
+    key.write_text("not a key\n")
+    streams: list[bytes] = []
+    real_transmit = exec_node.transmit
+
+    def measured(*args: Any, **kwargs: Any) -> bytes:
+        streams.append(real_transmit(*args, **kwargs))
+        return streams[-1]
+
+    monkeypatch.setattr(exec_node, "transmit", measured)
+    script = "echo " + "x" * 100_000
+    hosts = {f"w{i}": (_conn("e1", key=str(key)), script) for i in range(50)}
+    runner = {"name": "e1", "host": "127.0.0.1", "port": 1, "user": "nobody", "vars": {}, "worker_vars": {}}
+    run = exec_node.run_streamed(runner, hosts, module="ansible.builtin.raw", module_args="true", timeout_s=5,
+                                 on_event=lambda e: True)
+    assert "Connection refused" in run.error, run  # the job was built and sent; port 1 refuses it
+    assert len(streams) == 1 and len(streams[0]) < 2 * len(script), len(streams[0])  # 50 copies before
+

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,3 +144,34 @@ def test_a_node_on_the_local_connections_fqcn_runs_from_home() -> None:
 def run_on(connection: dict[str, object], command: str) -> execution.HostResult:
     outcome = execution.run_shell(nodes={"ctl": connection}, command=command, timeout_s=30, output_cap=1 << 20)
     return outcome.hosts["ctl"]
+
+
+def _line_of(inventory: dict[str, Any], host: str) -> str:
+    return inventory["all"]["hosts"][host].get("jexida_script", inventory["all"].get("vars", {}).get("jexida_script"))
+
+
+def test_a_line_many_hosts_share_is_written_once() -> None:
+    big = "echo " + "x" * 200_000
+    hosts: dict[str, tuple[dict[str, Any], str]] = {
+        f"n{i}": ({"ansible_host": f"127.0.0.{i}"}, big) for i in range(100)}
+    hosts["odd"] = ({"ansible_host": "127.0.0.200"}, "echo odd")
+    inventory = execution_scripts.script_inventory(hosts)
+    assert len(json.dumps(inventory)) < 1.1 * len(big)  # once, not 100 times (20 MB)
+    assert {host: _line_of(inventory, host) for host in hosts} == {host: line for host, (_, line) in hosts.items()}
+    assert inventory["all"]["hosts"]["n7"] == {"ansible_host": "127.0.0.7", "ansible_ssh_use_tty": False}
+
+
+def test_lines_no_two_hosts_share_stay_host_vars() -> None:
+    inventory = execution_scripts.script_inventory({"a": ({}, "echo a"), "b": ({}, "echo b")},
+                                                   host_vars=lambda c: {"given": True})
+    assert "vars" not in inventory["all"]
+    assert inventory["all"]["hosts"] == {"a": {"given": True, "ansible_ssh_use_tty": False, "jexida_script": "echo a"},
+                                         "b": {"given": True, "ansible_ssh_use_tty": False, "jexida_script": "echo b"}}
+
+
+def test_hosts_sharing_a_line_and_a_host_with_its_own_each_run_theirs() -> None:
+    outcome = execution.run_scripts({"a": (LOCAL, "echo shared"), "b": (LOCAL, "echo shared"),
+                                     "c": (LOCAL, "echo own")}, timeout_s=60)
+    assert {host: result.stdout.strip() for host, result in outcome.hosts.items()} == {
+        "a": "shared", "b": "shared", "c": "own"}, outcome
+

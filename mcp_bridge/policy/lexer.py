@@ -142,7 +142,7 @@ class Lexer(WordReader):
         for heredoc in pending:
             start = self.pos
             end, after = self._delimiter_line(heredoc, start)
-            heredoc.source, heredoc.start, heredoc.end, heredoc.read = self.text, start, end, True
+            heredoc.source, heredoc.start, heredoc.end = self.text, start, end
             self.budget.spend(1)
             if not heredoc.quoted:
                 saved = self.limit

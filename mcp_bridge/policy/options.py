@@ -23,7 +23,6 @@ class Options:
     seen: list[tuple[str, str | None]] = field(default_factory=list)  # ("-r", None), ("--signal", "TERM")
     operands: list[Arg] = field(default_factory=list)
     dynamic: list[Arg] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
 
     def has(self, *names: str) -> bool:
         return any(name in names for name, _ in self.seen)
@@ -53,8 +52,9 @@ def parse(
     aliases: Mapping[str, str] | None = None,
 ) -> Options:
     """Split ``args`` into options and operands. ``flags``/``values``/``optional`` list short
-    letters without a value, with a value, with an optional attached value; ``aliases`` maps
-    option names to one canonical spelling (``{"-r": "--recursive"}``)."""
+    letters without a value, with a value, with an optional attached value (``flags`` is the
+    command's table for the reader: any letter in neither of the others is read as a flag);
+    ``aliases`` maps option names to one canonical spelling (``{"-r": "--recursive"}``)."""
     longs = longs or {}
     aliases = aliases or {}
     result = Options()
@@ -84,7 +84,6 @@ def parse(
             body, has_value, attached = text[2:].partition("=")
             name = long_name(body, longs)
             if name is None:
-                result.unknown.append(text)
                 add(text.split("=", 1)[0], attached if has_value else None)
                 continue
             kind = longs[name]
@@ -113,8 +112,6 @@ def parse(
             if letter in optional:
                 add("-" + letter, rest or None)
                 break
-            if letter not in flags:
-                result.unknown.append("-" + letter)
             add("-" + letter, None)
     if index < len(args):
         rest = list(args[index:])

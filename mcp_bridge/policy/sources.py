@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from mcp_bridge.policy import options
 from mcp_bridge.policy.base import Finding, confirm
 from mcp_bridge.policy.options import FLAG, VALUE
-from mcp_bridge.policy.words import Arg
+from mcp_bridge.policy.words import Arg, joined_code
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "lksh", "oksh", "pdksh", "ash", "yash", "posh",
                     "rbash", "fish", "csh", "tcsh"})
@@ -46,7 +46,6 @@ class CodeRun:
     stdin: str = ""  # reads code from standard input: what reads it ("sh", "python", ...)
     stdin_is_shell: bool = True
     findings: list[Finding] = field(default_factory=list)
-    sourced: bool = False  # `source FILE`: the file may change directory and variables
     argv: list[Arg] = field(default_factory=list)  # a command to analyse (hash -p PATH)
     files: list[Arg] = field(default_factory=list)  # script files it runs (not read, unless this command wrote them)
 
@@ -84,10 +83,10 @@ def code_of(name: str, args: list[Arg]) -> CodeRun | None:
     if name == "eval":
         run = CodeRun(same_shell=True)
         if args:
-            _static_code(_joined(args), "eval", run)
+            _static_code(joined_code(args), "eval", run)
         return run
     if name in ("source", "."):
-        run = CodeRun(sourced=True)
+        run = CodeRun()
         if args:
             _script_file(args[0], name, run)
         return run
@@ -134,14 +133,6 @@ def code_of(name: str, args: list[Arg]) -> CodeRun | None:
     if name == "tmux":
         return _tmux(args)
     return _interpreter(name, args)
-
-
-def _joined(args: list[Arg]) -> Arg:
-    if all(a.value is not None for a in args):
-        text = " ".join(a.value for a in args if a.value is not None)
-        return Arg(text, text)
-    dynamic = next(a for a in args if a.value is None)
-    return Arg(None, " ".join(a.raw for a in args), why=dynamic.why, rule="code-from-elsewhere")
 
 
 def _shell(name: str, args: list[Arg]) -> CodeRun:
@@ -221,7 +212,7 @@ def _ssh(args: list[Arg]) -> CodeRun:
         return run  # ssh takes options after the host too (`ssh host -p 22 cmd`, `ssh host -- cmd`)
     command = after_host.operands
     if command:
-        _static_code(_joined(command), "ssh", run)
+        _static_code(joined_code(command), "ssh", run)
     elif not opts.has("-n"):
         run.stdin = "ssh"
     return run
@@ -252,7 +243,7 @@ def _tmux(args: list[Arg]) -> CodeRun:
         else:
             run.findings.append(_dynamic_code(next(a for a in opts.operands if a.value is None), "tmux send-keys"))
         return run
-    _static_code(_joined(opts.operands), f"tmux {command}", run)
+    _static_code(joined_code(opts.operands), f"tmux {command}", run)
     return run
 
 

@@ -78,7 +78,6 @@ class Heredoc:
     start: int = 0
     end: int = 0
     parts: list[Part] = field(default_factory=list)  # expansions in an unquoted body
-    read: bool = False
 
     @property
     def body(self) -> str:

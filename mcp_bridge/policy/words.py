@@ -54,6 +54,17 @@ def dynamic_arg(raw: str, why: str, rule: str = "dynamic-target") -> Arg:
     return Arg(None, raw, why=why, rule=rule)
 
 
+def joined_code(words: Sequence[Arg]) -> Arg:
+    """Words a shell runs as one piece of code (``eval a b``, ssh's remote command): static when all are."""
+    if all(word.value is not None for word in words):
+        text = " ".join(word.value for word in words if word.value is not None)
+        return Arg(text, text)
+    raw = " ".join(word.raw for word in words)
+    dynamic = next(word for word in words if word.value is None)
+    return dynamic_arg(raw, dynamic.why or f"the command '{raw[:60]}' is built from words only known at run time",
+                       "code-from-elsewhere")
+
+
 class Env:
     """What the walk knows about variables: static values, whether $HOME is still trusted."""
 

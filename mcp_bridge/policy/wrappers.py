@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from mcp_bridge.policy import options
 from mcp_bridge.policy.options import FLAG, OPTIONAL, VALUE
-from mcp_bridge.policy.words import Arg, dynamic_arg
+from mcp_bridge.policy.words import Arg, dynamic_arg, joined_code
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -176,18 +176,9 @@ def _generic(spec: Spec, args: list[Arg]) -> Unwrapped:
     if spec.join and operands and (spec.join == "always" or not opts.has(spec.join, "--exec")):
         if spec.join == "always" and operands[0].value == "-c":
             operands = operands[1:]
-        return Unwrapped([], script=_joined(operands), cwd=cwd, uncertain=uncertain)
+        return Unwrapped([], script=joined_code(operands), cwd=cwd, uncertain=uncertain)
     return Unwrapped(list(operands), cwd=cwd, uncertain=uncertain,
                      stdin_shell=spec.shell_if_empty and not operands)
-
-
-def _joined(words: list[Arg]) -> Arg:
-    if all(w.value is not None for w in words):
-        text = " ".join(w.value for w in words if w.value is not None)
-        return Arg(text, text)
-    raw = " ".join(w.raw for w in words)
-    return dynamic_arg(raw, f"the command '{raw[:60]}' is built from words only known at run time",
-                       "code-from-elsewhere")
 
 
 def _env(args: list[Arg]) -> Unwrapped:
@@ -273,7 +264,7 @@ def parallel_template(args: list[Arg]) -> tuple[Arg | None, list[Arg], bool]:
             words.append(arg)
     template = None
     if words:
-        joined = _joined(words)
+        joined = joined_code(words)
         if joined.value is not None:
             text = re.sub(r"\{[^{}\s]*\}", '"$PARALLEL_ARG"', joined.value)
             template = Arg(text, joined.raw)
