@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +226,7 @@ def test_a_broadcast_through_an_execution_node_ships_its_script_once(tmp_path: P
         return streams[-1]
 
     monkeypatch.setattr(exec_node, "transmit", measured)
-    script = "echo " + "x" * 100_000
+    script = "echo " + base64.b64encode(os.urandom(75_000)).decode()  # 100 kB the stream's zip cannot shrink
     hosts = {f"w{i}": (_conn("e1", key=str(key)), script) for i in range(50)}
     runner = {"name": "e1", "host": "127.0.0.1", "port": 1, "user": "nobody", "vars": {}, "worker_vars": {}}
     run = exec_node.run_streamed(runner, hosts, module="ansible.builtin.raw", module_args="true", timeout_s=5,
