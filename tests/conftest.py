@@ -28,6 +28,8 @@ os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.
 import jexida_lab as lab  # noqa: E402  (imports Ansible: the folders above must be set first)
 
 TEST_LAB = "pytest"
+# The inventory plugin's unit-test fixtures (jexida, fake_probe, no_stray_env).
+pytest_plugins = ["inventory_helpers"]
 
 
 @pytest.fixture(scope="session")

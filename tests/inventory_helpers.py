@@ -1,7 +1,6 @@
 """What the inventory plugin's unit tests share: the plugin on a real InventoryData, made-up facts.
 
-A test module imports the fixtures ``jexida_fixture``, ``fake_probe_fixture`` (and asks for
-``jexida``, ``fake_probe``) and ``no_stray_env_fixture`` (autouse: it applies to the whole module).
+The fixtures (``jexida``, ``fake_probe``, ``no_stray_env``) reach the tests as a plugin named in conftest.py.
 """
 
 from __future__ import annotations
@@ -58,8 +57,8 @@ class _PluginAndUtils:
                 object.__getattribute__(self, "_originals").pop(name))
 
 
-@pytest.fixture(name="jexida")
-def jexida_fixture() -> Any:
+@pytest.fixture
+def jexida() -> Any:
     """The plugin's module (as the plugin loader loaded it) and the plugin_utils it uses."""
     return _PluginAndUtils(sys.modules[type(new_plugin()).__module__], facts_module, probe_module)
 
@@ -100,8 +99,8 @@ def made_up_facts(**values: Any) -> dict[str, Any]:
     return facts
 
 
-@pytest.fixture(name="fake_probe")
-def fake_probe_fixture(jexida: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[list[str]]]:
+@pytest.fixture
+def fake_probe(jexida: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[list[str]]]:
     """Replace the network probe with made-up facts per node; returns the list of probe calls."""
 
     def install(**facts_by_name: dict[str, Any]) -> list[list[str]]:
@@ -118,8 +117,8 @@ def fake_probe_fixture(jexida: ModuleType, monkeypatch: pytest.MonkeyPatch) -> C
     return install
 
 
-@pytest.fixture(name="no_stray_env", autouse=True)
-def no_stray_env_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+@pytest.fixture
+def no_stray_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The plugin reads these; a developer's shell must not change what the tests see.
     for name in ("JEXIDA_INVENTORY_PROBE", "JEXIDA_INVENTORY_DEADLINE", "ANSIBLE_INVENTORY_CACHE"):
         monkeypatch.delenv(name, raising=False)

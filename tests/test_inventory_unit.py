@@ -17,20 +17,12 @@ import pytest
 import yaml
 from ansible.errors import AnsibleParserError
 from conftest import ansible_cli
-from inventory_helpers import (  # noqa: F401  (fixtures: jexida, fake_probe, no_stray_env)
-    PLUGIN,
-    fake_probe_fixture,
-    host_vars,
-    jexida_fixture,
-    made_up_facts,
-    members,
-    new_plugin,
-    no_stray_env_fixture,
-    parse,
-    write_config,
-)
+from inventory_helpers import host_vars, made_up_facts, members, new_plugin, parse, write_config
 
 import mcp_bridge  # noqa: F401  (the suite's ansible.cfg and Ansible's collection loader, before anything else)
+
+# The plugin reads JEXIDA_INVENTORY_* and ANSIBLE_INVENTORY_CACHE: a developer's shell must not change the tests.
+pytestmark = pytest.mark.usefixtures("no_stray_env")
 
 # --- groups, vars, constructed ----------------------------------------------------------------
 

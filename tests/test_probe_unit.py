@@ -1,9 +1,5 @@
-"""The inventory plugin's probe: its output parsed, real and made-up nodes probed, its ssh command.
-
-The plugin runs on a real InventoryData and DataLoader (as in ansible-core's own
-test_constructed.py); only the network part of the probe is replaced where a test needs
-made-up load, and the controller node is probed for real on this machine.
-"""
+"""The inventory plugin's probe: its output parsed, the controller probed for real, made-up
+nodes probed through a stand-in ssh (fallbacks, deadline, cache), and its ssh command."""
 
 from __future__ import annotations
 
@@ -20,20 +16,12 @@ import yaml
 from ansible.plugins.connection.ssh import Connection as SshConnection
 from ansible.utils.path import unfrackpath
 from ansible_collections.jexida.cluster.plugins.module_utils import node_spec
-from inventory_helpers import (  # noqa: F401  (fixtures: jexida, fake_probe, no_stray_env)
-    PLUGIN,
-    fake_probe_fixture,
-    host_vars,
-    jexida_fixture,
-    made_up_facts,
-    members,
-    new_plugin,
-    no_stray_env_fixture,
-    parse,
-    write_config,
-)
+from inventory_helpers import host_vars, members, parse, write_config
 
 import mcp_bridge  # noqa: F401  (the suite's ansible.cfg and Ansible's collection loader, before anything else)
+
+# The plugin reads JEXIDA_INVENTORY_* and ANSIBLE_INVENTORY_CACHE: a developer's shell must not change the tests.
+pytestmark = pytest.mark.usefixtures("no_stray_env")
 
 # --- probe output parsing ---------------------------------------------------------------------
 
