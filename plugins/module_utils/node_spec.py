@@ -61,6 +61,12 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _given(raw: Mapping[str, Any], key: str, default: Any) -> Any:
+    # A key left out or written empty (`port:`) takes its default.
+    value = raw.get(key)
+    return default if value is None else value
+
+
 def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value)
 
@@ -88,33 +94,25 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
             f"got {_type_name(name)} {name!r}"
         )
 
-    host = raw.get("host", name)
-    if host is None:
-        host = name
+    host = _given(raw, "host", name)
     if not isinstance(host, str) or not _HOST_RE.match(host):
         raise RegistryError(
             f"{where}: 'host' must be a host name or address (letters, digits, '.', '-', ':'; not starting "
             f"with '-'), got {_type_name(host)} {host!r}"
         )
 
-    port = raw.get("port", DEFAULT_PORT)
-    if port is None:
-        port = DEFAULT_PORT
+    port = _given(raw, "port", DEFAULT_PORT)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise RegistryError(f"{where}: 'port' must be an integer from 1 to 65535, got {_type_name(port)} {port!r}")
 
-    user = raw.get("user", DEFAULT_USER)
-    if user is None:
-        user = DEFAULT_USER
+    user = _given(raw, "user", DEFAULT_USER)
     if not isinstance(user, str) or not _USER_RE.match(user):
         raise RegistryError(
             f"{where}: 'user' must be a user name (letters, digits, '_', '.', '-'; starting with a letter "
             f"or '_'), got {_type_name(user)} {user!r}"
         )
 
-    tags = raw.get("tags", [])
-    if tags is None:
-        tags = []
+    tags = _given(raw, "tags", [])
     if not _is_str_list(tags):
         got = _type_name(tags) if not isinstance(tags, list) else "a list with " + ", ".join(
             sorted({_type_name(t) for t in tags if not isinstance(t, str)}) or ["an empty string"])
@@ -125,15 +123,11 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
     if templated:
         raise RegistryError(f"{where}: 'tags' may not contain templates ({templated[0]!r}): tags are plain names")
 
-    active = raw.get("active", True)
-    if active is None:
-        active = True
+    active = _given(raw, "active", True)
     if not isinstance(active, bool):
         raise RegistryError(f"{where}: 'active' must be true or false, got {_type_name(active)} {active!r}")
 
-    host_vars = raw.get("vars", {})
-    if host_vars is None:
-        host_vars = {}
+    host_vars = _given(raw, "vars", {})
     if not isinstance(host_vars, Mapping):
         raise RegistryError(
             f"{where}: 'vars' must be a mapping of host variables, got {_type_name(host_vars)}; "
@@ -145,9 +139,7 @@ def normalize_node(raw: Any, where: str) -> dict[str, Any]:
         if key in RESERVED_VARS:
             raise RegistryError(f"{where}: 'vars' may not set {key}: {RESERVED_VARS[key]}")
 
-    fallbacks = raw.get("fallback_hosts", [])
-    if fallbacks is None:
-        fallbacks = []
+    fallbacks = _given(raw, "fallback_hosts", [])
     if not _is_str_list(fallbacks) or not all(_HOST_RE.match(h) for h in fallbacks):
         raise RegistryError(
             f"{where}: 'fallback_hosts' must be a list of host names or addresses, got {_type_name(fallbacks)}; "
