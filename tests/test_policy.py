@@ -331,3 +331,11 @@ def test_a_command_asked_about_then_run_is_analysed_once(monkeypatch: pytest.Mon
 def test_a_rule_list_that_is_not_a_list_is_an_error_not_no_rules(kind: str, value: object) -> None:
     with pytest.raises(PolicyError, match=f"{kind}: must be a list of rules"):
         CommandPolicy.from_mapping({kind: value})
+
+
+def test_a_code_option_known_only_at_run_time_names_its_own_word() -> None:
+    decision = CommandPolicy().check('tar -cf "$out" -I "$prog" .')
+    said = decision.reason.split(" in `")[0]  # the reason ends by quoting the whole command
+    assert decision.decision == "confirm" and "$prog" in said and "$out" not in said, decision
+    # -e with no word after it runs nothing; another run-time word is not its code.
+    assert CommandPolicy().check('rsync "$src" b -e').decision == "allow"

@@ -23,6 +23,7 @@ class Options:
     seen: list[tuple[str, str | None]] = field(default_factory=list)  # ("-r", None), ("--signal", "TERM")
     operands: list[Arg] = field(default_factory=list)
     dynamic: list[Arg] = field(default_factory=list)
+    taken: dict[int, Arg] = field(default_factory=dict)  # index in seen -> the word an option took as its value
 
     def has(self, *names: str) -> bool:
         return any(name in names for name, _ in self.seen)
@@ -59,7 +60,9 @@ def parse(
     aliases = aliases or {}
     result = Options()
 
-    def add(name: str, value: str | None) -> None:
+    def add(name: str, value: str | None, word: Arg | None = None) -> None:
+        if word is not None:
+            result.taken[len(result.seen)] = word
         result.seen.append((aliases.get(name, name), value))
 
     index = 0
@@ -87,13 +90,17 @@ def parse(
                 add(text.split("=", 1)[0], attached if has_value else None)
                 continue
             kind = longs[name]
-            value: str | None = attached if has_value else None
             if kind == VALUE and not has_value and index < len(args):
-                value = args[index].value
-                if value is None:
-                    result.dynamic.append(args[index])
-                index += 1
-            add("--" + name, value)
+                word = args[index]
+                add("--" + name, word.value, word)
+                if body == name:
+                    if word.value is None:
+                        result.dynamic.append(word)
+                    index += 1
+                # else an abbreviation, which may stand for a flag the table lacks (`--partial` is not
+                # --partial-dir): the next word is read as this value AND as the next argument.
+                continue
+            add("--" + name, attached if has_value else None)
             continue
         for position in range(1, len(text)):
             letter = text[position]
@@ -102,7 +109,7 @@ def parse(
                 if rest:
                     add("-" + letter, rest)
                 elif index < len(args):
-                    add("-" + letter, args[index].value)
+                    add("-" + letter, args[index].value, args[index])
                     if args[index].value is None:
                         result.dynamic.append(args[index])
                     index += 1

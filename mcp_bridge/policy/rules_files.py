@@ -179,7 +179,9 @@ _RSYNC_VALUES = frozenset({
 _RSYNC_LONGS = {name: VALUE for name in _RSYNC_VALUES} | {
     flag: FLAG for flag in ("delete", "delete-before", "delete-during", "delete-delay", "delete-after",
                             "delete-excluded", "delete-missing-args", "del", "remove-source-files", "help",
-                            "version", "dry-run")}
+                            "version", "dry-run",
+                            # flags that are prefixes of options with a value (--partial of --partial-dir)
+                            "partial", "backup", "checksum", "mkpath", "group", "compress")}
 
 
 def rsync_options(args: list[Arg]) -> options.Options:

@@ -117,13 +117,14 @@ def _option_code(opts: Options, codes: dict[str, str], run: CodeRun, strip: dict
 
     A value only known at run time asks a person. ``strip`` names options whose value holds the
     code after a prefix (``--checkpoint-action=exec=CMD``)."""
-    for name, value in opts.seen:
+    for position, (name, value) in enumerate(opts.seen):
         how = codes.get(name)
         if how is None:
             continue
         if value is None:
-            if opts.dynamic:  # the value was an argument only known at run time
-                run.findings.append(_dynamic_code(opts.dynamic[0], how))
+            word = opts.taken.get(position)
+            if word is not None:  # the option's own value is only known at run time
+                run.findings.append(_dynamic_code(word, how))
             continue
         prefix = (strip or {}).get(name)
         if prefix is not None:
@@ -146,8 +147,9 @@ _TAR_CODE = {"--to-command": "tar --to-command", "--use-compress-program": "tar 
 _TAR_LONGS = {name[2:]: VALUE for name in _TAR_CODE} | {name: VALUE for name in (
     "file", "directory", "exclude", "exclude-from", "files-from", "transform", "xform", "owner", "group", "mode",
     "mtime", "newer", "newer-mtime", "after-date", "listed-incremental", "label", "format", "blocking-factor",
-    "suffix", "volno-file", "tape-length", "starting-file", "record-size", "backup", "quoting-style", "index-file",
-    "strip-components", "occurrence", "sort", "warning", "level", "owner-map", "group-map", "checkpoint")}
+    "suffix", "volno-file", "tape-length", "starting-file", "record-size", "quoting-style", "index-file",
+    "strip-components", "sort", "warning", "level", "owner-map", "group-map")} | {
+    name: OPTIONAL for name in ("checkpoint", "backup", "occurrence")}  # --NAME[=VALUE]
 
 
 def _tar(args: list[Arg]) -> CodeRun:
