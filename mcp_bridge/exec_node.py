@@ -75,7 +75,8 @@ def split_hosts(hosts: Mapping[str, tuple[Mapping[str, Any], str]]) -> dict[tupl
 
 def private_key(connection: Mapping[str, Any]) -> str | None:
     """The key Ansible logs in with: the host's vars, else ansible.cfg / ANSIBLE_PRIVATE_KEY_FILE."""
-    return node_probe.target_for_node({"name": "-", "vars": connection}, _ssh_defaults()).private_key_file
+    given = next((connection[var] for var in _KEY_VARS if connection.get(var)), None)
+    return str(given or _ssh_defaults().get("private_key_file") or "") or None
 
 
 def worker_side(connection: Mapping[str, Any], work_dir: str, files: dict[str, str],
@@ -125,7 +126,7 @@ def transmit(job_dir: Path, work_dir: str, files: Mapping[str, str], **job: Any)
 
 def worker_command(runner: Mapping[str, Any], work_dir: str) -> list[str]:
     """The ssh argv that starts the guarded worker on the execution node, as Ansible would log in there."""
-    target = node_probe.target_for_node(runner, node_probe.ansible_ssh_defaults())
+    target = node_probe.target_for_node(runner, _ssh_defaults())
     venv = str((runner.get("worker_vars") or {}).get("jexida_worker_runner_venv") or settings.EXEC_NODE_VENV)
     argv = node_probe.ssh_command(target, target.addresses[0], settings.EXEC_NODE_CONNECT_TIMEOUT_S)
     bin_dir = shlex.quote(f"{venv}/bin")
@@ -159,15 +160,20 @@ def run_streamed(
 
     try:
         ssh_key = Path(os.path.expanduser(key_file)).read_text() if key_file else None
+    except OSError as exc:
+        return failed(f"cannot build the job: cannot read the private key {key_file}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        return failed(f"cannot build the job: the private key {key_file} is not a text key file ({exc})")
+    try:
         stream = transmit(runner_env.new_private_dir(), work_dir, files, inventory=inventory, host_pattern="all",
                           module=module, module_args=module_args, forks=settings.forks_for(len(hosts)),
                           timeout=timeout_s,
                           **({"ssh_key": ssh_key} if ssh_key else {}))
         argv = worker_command(runner, work_dir)
-    except OSError as exc:  # an unreadable key, no room for the job folder: a result, not a crash of the call
+    except OSError as exc:  # no room for the job folder: a result, not a crash of the call
         return failed(f"cannot build the job: {exc.strerror or exc} ({exc.filename or ''})")
-    except (UnicodeDecodeError, ValueError) as exc:  # a key file that is not a key
-        return failed(f"cannot build the job: the private key {key_file} is not a text key file ({exc})")
+    except ValueError as exc:  # the execution node's ssh args do not split (an unclosed quote)
+        return failed(f"cannot build the job: {exc}")
     with tempfile.TemporaryFile() as ssh_errors:
         try:
             worker = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=ssh_errors)

@@ -149,6 +149,13 @@ def rotate_runner_dirs(root: Path, keep: int = settings.RUNNER_DIRS_KEPT) -> Non
         if _runs_since_rotation < settings.RUNNER_ROTATE_EVERY:
             return
         _runs_since_rotation = 0
-        dirs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        for old in dirs[:-keep] if len(dirs) > keep else []:
+        aged: list[tuple[float, Path]] = []
+        for path in root.iterdir():
+            try:  # another bridge on this state folder may remove a folder while we list them
+                if path.is_dir():
+                    aged.append((path.stat().st_mtime, path))
+            except FileNotFoundError:
+                continue
+        aged.sort()
+        for _, old in aged[:-keep] if len(aged) > keep else []:
             shutil.rmtree(old, ignore_errors=True)

@@ -234,3 +234,16 @@ def test_a_broadcast_through_an_execution_node_ships_its_script_once(tmp_path: P
     assert "Connection refused" in run.error, run  # the job was built and sent; port 1 refuses it
     assert len(streams) == 1 and len(streams[0]) < 2 * len(script), len(streams[0])  # 50 copies before
 
+
+
+def test_bad_quoting_in_ssh_args_is_a_result_not_a_traceback(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("not a key\n")
+    host = _conn("e1", key=str(key), ansible_ssh_common_args="-o 'unclosed")
+    assert exec_node.split_hosts({"h1": (host, "true")}) == {("e1", str(key)): {"h1": (host, "true")}}
+    runner = {"name": "e1", "host": "127.0.0.1", "vars": {"ansible_ssh_common_args": "-o 'unclosed"},
+              "worker_vars": {}}
+    run = exec_node.run_streamed(runner, {"h1": (host, "true")}, module="ansible.builtin.raw", module_args="true",
+                                 timeout_s=5, on_event=lambda e: True)
+    assert run.status == "error" and "cannot build the job: No closing quotation" in run.error, run
+    assert "private key" not in run.error
