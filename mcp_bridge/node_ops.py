@@ -10,9 +10,10 @@ from typing import Any
 
 import yaml
 from ansible_collections.jexida.cluster.plugins.module_utils import registry
+from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import ansible_ssh_defaults, target_for_node
 
-from mcp_bridge import models, playbook_run, settings
-from mcp_bridge.errors import JexidaError
+from mcp_bridge import models, playbook_run
+from mcp_bridge.errors import BridgeError, JexidaError
 from mcp_bridge.nodes import Node, NodeError, execution_node_entry, runner_inventory
 from mcp_bridge.paths import BOOTSTRAP_PLAYBOOK
 
@@ -114,15 +115,18 @@ class NodeOps:
                     hop = self.directory.get(other)
                 except NodeError as exc:
                     raise NodeError(f"'{field}': {exc}") from exc
-                # The inventory plugin's rules for the node named there (plugin_utils/jump.py).
-                if hop.name == name:
-                    raise NodeError(f"'{field}': a node cannot be reached through itself")
+                # The inventory plugin's rules for the node named there (node_spec.check_via, jump.py); a node
+                # naming itself is refused by the registry's own check.
                 if hop.via or hop.execution_node:
-                    raise NodeError(f"'{field}': {other!r} is itself reached through "
-                                    f"{hop.via or hop.execution_node!r}; name a node the controller reaches directly")
-                if str(hop.connection_vars.get("ansible_connection", "")) in settings.LOCAL_CONNECTIONS:
-                    raise NodeError(f"'{field}': {other!r} is on a local connection (the controller itself); "
-                                    f"name a node reached over SSH")
+                    raise BridgeError(f"'{field}': {other!r} is itself reached through "
+                                      f"{hop.via or hop.execution_node!r}; name a node the controller reaches directly")
+                reached = target_for_node(execution_node_entry(hop), ansible_ssh_defaults())
+                if reached.local:
+                    raise BridgeError(f"'{field}': {other!r} is on a local connection (the controller itself); "
+                                      f"name a node reached over SSH")
+                if reached.unsupported:
+                    raise BridgeError(f"'{field}': {other!r} uses ansible_connection={reached.unsupported}; "
+                                      f"name a node reached over SSH")
         entry: dict[str, Any] = {"name": name, "host": host, "user": user, "port": ssh_port,
                                  "tags": list(tags), "active": is_active, "via": via,
                                  "execution_node": execution_node}
@@ -166,7 +170,6 @@ class NodeOps:
         if not node.execution_node:
             return {}
         from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import ViaError, via_connection_vars
-        from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import ansible_ssh_defaults
 
         runner = self.directory.get(node.execution_node)
         try:

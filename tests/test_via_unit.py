@@ -315,7 +315,8 @@ def test_registering_through_a_node_the_plugin_would_refuse_is_refused_first(tmp
     registry.write_text(yaml.safe_dump({"nodes": [
         {"name": "ctl", "host": "localhost", "vars": {"ansible_connection": "local"}},
         {"name": "b1", "host": "127.0.0.9"},
-        {"name": "h1", "host": "10.20.0.7", "via": "b1"}]}))
+        {"name": "h1", "host": "10.20.0.7", "via": "b1"},
+        {"name": "box", "host": "box", "vars": {"ansible_connection": "community.docker.docker"}}]}))
     config = write_jexida_config(tmp_path / "t.jexida.yml", registry, probe=False)
     before = registry.read_text()
 
@@ -325,7 +326,7 @@ def test_registering_through_a_node_the_plugin_would_refuse_is_refused_first(tmp
                               capture_output=True, text=True, timeout=120, env=bridge_env(), check=False)
 
     for through, said in (("ctl", "is on a local connection"), ("h1", "is itself reached through 'b1'"),
-                          ("b1x", "unknown node")):
+                          ("box", "uses ansible_connection=community.docker.docker"), ("b1x", "unknown node")):
         refused = add("x", through)
         assert refused.returncode == 3 and said in refused.stderr, refused.stderr
         assert "Traceback" not in refused.stderr
