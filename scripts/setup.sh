@@ -25,7 +25,7 @@ if ((${#missing[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -70,7 +70,7 @@ if [ ! -x .cache/npm/node_modules/.bin/mcp-inspector ] || \
         echo "setup: installing nodejs and npm (for the MCP Inspector)"
         SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
         $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
     fi
     echo "setup: installing the MCP Inspector $INSPECTOR_VERSION into .cache/npm"
     npm install --silent --no-fund --no-audit --prefix .cache/npm "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" >/dev/null
@@ -78,8 +78,10 @@ fi
 # The Inspector needs Node >= 22 (Debian 12 ships 18): the npm package `node` brings a pinned one
 # from the same registry, linked into the venv, whose bin folder comes first on the tests' PATH.
 NODE_VERSION=22.23.3
+# The system's node, not the venv's link (make puts the venv first on PATH).
+system_node=$(PATH=$(tr ':' '\n' <<<"$PATH" | grep -vxF "$PWD/$VENV/bin" | paste -sd:) command -v node || true)
 if [ "$("$VENV/bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ] && \
-   [ "$(node -p 'process.versions.node.split(".")[0] >= 22' 2>/dev/null)" != true ]; then
+   [ "$("${system_node:-false}" -p 'process.versions.node.split(".")[0] >= 22' 2>/dev/null)" != true ]; then
     echo "setup: installing Node $NODE_VERSION into .cache/node (the system's is older than 22)"
     npm install --silent --no-fund --no-audit --prefix .cache/node "node@$NODE_VERSION" >/dev/null
     ln -sfn "$PWD/.cache/node/node_modules/node/bin/node" "$VENV/bin/node"

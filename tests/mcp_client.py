@@ -85,13 +85,20 @@ async def submit_then_kill_bridge(inventory: Path | str, **job: Any) -> dict[str
     """Start a tracked job (wait_s=0), then SIGKILL the bridge that started it; the submit answer."""
     submitted: dict[str, Any] = {}
     killed: list[int] = []
-    with contextlib.suppress(Exception):  # the session breaks with the killed server: that is the point
+    failed: list[BaseException] = []
+    # The session breaks with the killed server (that is the point); an error before the kill is kept.
+    with contextlib.suppress(Exception):
         async with bridge_session(inventory) as session:
-            submitted = await call(session, "submit_job", wait_s=0, **job)
+            try:
+                submitted = await call(session, "submit_job", wait_s=0, **job)
+            except Exception as exc:
+                failed.append(exc)
+                raise
             killed = bridge_pids(inventory)
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
             await anyio.sleep(1)
+    assert not failed, f"submit_job failed before the kill: {failed[0]!r}"
     assert submitted.get("status") == "running", submitted
     assert killed, "the bridge process was not found"
     assert not bridge_pids(inventory), "the bridge survived its SIGKILL"

@@ -12,6 +12,7 @@ import yaml
 from ansible_collections.jexida.cluster.plugins.module_utils import node_spec, registry
 from ansible_collections.jexida.cluster.plugins.plugin_utils.jump import probe_through
 from ansible_collections.jexida.cluster.plugins.plugin_utils.probe import target_for_node
+from inventory_helpers import parse, write_config
 
 from mcp_bridge import exec_node, execution, settings
 from mcp_bridge.execution import HostResult, RunOutcome, _run_groups
@@ -160,9 +161,8 @@ def test_an_execution_node_that_refuses_the_connection_says_so(tmp_path: Path) -
 
 
 def test_the_plugin_sets_the_host_var_and_gives_a_tag_group_its_execution_node(tmp_path: Path) -> None:
-    from test_via_unit import parse, write
 
-    config = write(tmp_path, """
+    config = write_config(tmp_path, """
         plugin: jexida.cluster.jexida
         probe: false
         execution_nodes: {site2: e1}
@@ -174,7 +174,7 @@ def test_the_plugin_sets_the_host_var_and_gives_a_tag_group_its_execution_node(t
           - {name: w3, host: 10.30.0.9, execution_node: e2}
           - {name: d1, host: 192.0.2.30}
     """)
-    host_vars = {name: host.get_vars() for name, host in parse(config).hosts.items()}
+    host_vars = {name: host.get_vars() for name, host in parse(config, cache=False)[1].hosts.items()}
     assert {name: v.get("jexida_execution_node") for name, v in host_vars.items()} == {
         "e1": None, "w1": "e1", "w2": "e2", "e2": None, "w3": "e2", "d1": None}
     assert "ProxyCommand" not in str(host_vars["w1"].get("ansible_ssh_common_args"))  # the hop is the probe's only
@@ -182,9 +182,8 @@ def test_the_plugin_sets_the_host_var_and_gives_a_tag_group_its_execution_node(t
 
 def test_a_local_execution_node_is_refused_by_the_plugin(tmp_path: Path) -> None:
     from ansible.errors import AnsibleParserError
-    from test_via_unit import parse, write
 
-    config = write(tmp_path, """
+    config = write_config(tmp_path, """
         plugin: jexida.cluster.jexida
         probe: false
         nodes:
@@ -192,7 +191,7 @@ def test_a_local_execution_node_is_refused_by_the_plugin(tmp_path: Path) -> None
           - {name: w1, execution_node: e1}
     """)
     with pytest.raises(AnsibleParserError, match="'execution_node' names 'e1', which uses ansible_connection=local"):
-        parse(config)
+        parse(config, cache=False)
 
 
 def test_the_hosts_of_a_job_share_one_copy_of_a_known_hosts_file(tmp_path: Path) -> None:

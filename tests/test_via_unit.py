@@ -18,25 +18,16 @@ import pytest
 import yaml
 from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
-from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import inventory_loader
 from ansible_collections.jexida.cluster.plugins.module_utils import registry
 from ansible_collections.jexida.cluster.plugins.plugin_utils import jump, probe
+from inventory_helpers import parse as parse_with_plugin
+from inventory_helpers import write_config as write
 
 import mcp_bridge  # noqa: F401  (the suite's ansible.cfg and Ansible's collection loader, before anything else)
 
 
 def parse(config: Path) -> InventoryData:
-    plugin = inventory_loader.get("jexida.cluster.jexida")
-    inventory = InventoryData()
-    plugin.parse(inventory, DataLoader(), str(config), cache=False)
-    return inventory
-
-
-def write(tmp_path: Path, text: str, name: str = "t.jexida.yml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
+    return parse_with_plugin(config, cache=False)[1]
 
 
 BASTION_VARS = {"ansible_ssh_private_key_file": "/keys/controller", "ansible_ssh_common_args":
