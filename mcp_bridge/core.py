@@ -262,8 +262,8 @@ class Cluster(NodeOps):
         requirements = routing.Requirements(os=requires_os, arch=requires_arch, tags=tuple(requires_tags))
         tried: list[str] = []
         while True:
-            light = self.light_commands.current() if requirements == routing.Requirements() else frozenset()
-            decision = routing.choose_for_command(command, requirements, self.views(), self.busy(), light)
+            decision = routing.choose_for_command(command, requirements, self.views(), self.busy(),
+                                                  self.light_commands.current())
             info = _routing_model(decision)
             if tried:
                 info.reason = f"{info.reason} (after {', '.join(tried)} turned out unreachable)"
